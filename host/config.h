@@ -1,0 +1,74 @@
+/* config.h: luahost's configuration: one struct, filled from built-in defaults, then the config
+ * file (a Lua table, config/luahost.conf or $LUAHOST_CONFIG), then LUAHOST_<OPTION> environment
+ * variables. Every option is described once, in the table in config.c, which also validates it;
+ * a bad value fails start-up with a message naming the option and where it came from. */
+#ifndef LH_CONFIG_H
+#define LH_CONFIG_H
+
+#include <stddef.h>
+
+#define LH_MAX_LIST 16
+
+typedef struct lh_config_s {
+  /* server */
+  char listen[256];          /* host:port */
+  int workers;               /* 0 = one per core */
+  char log_level[16];
+  int access_log;            /* 1 = a JSON line per request */
+  int dev;                   /* development mode (LUAHOST_DEV=1) */
+  /* HTTP limits and timeouts */
+  int max_url_bytes;
+  int max_header_bytes;
+  int max_header_fields;
+  int max_body_bytes;
+  int header_timeout_ms;
+  int body_timeout_ms;
+  int idle_timeout_ms;
+  int max_connections;       /* per process */
+  int max_requests_per_conn;
+  int shutdown_grace_ms;
+  int drain_delay_ms;
+  /* Lua runtime */
+  char scripts[1024];        /* scripts directory */
+  int script_budget_ms;
+  int jit;                   /* 1 = JIT on for scripts (trusted scripts only) */
+  int hook_interval;         /* VM instructions between budget checks */
+  /* job pools */
+  int db_threads, db_queue;
+  int hash_threads, hash_queue;
+  int test_pool_threads, test_pool_queue; /* a "test" pool, only when test_pool_threads > 0 */
+  /* database */
+  char mongodb_uri[1024];
+  char db[128];
+  char users_collection[128];
+  int db_timeout_ms;          /* server selection, socket, wait queue; maxTimeMS on queries */
+  /* passwords */
+  char password_scheme[16];   /* argon2id | bcrypt */
+  int argon2_t;
+  int argon2_m_kib;
+  int bcrypt_cost;
+  /* JWT */
+  char jwt_secret[512];
+  char jwt_previous_secret[512];
+  char jwt_issuer[256];
+  char jwt_audience[256];
+  int token_ttl;              /* seconds */
+  /* user service */
+  char admin_username[128];
+  char admin_password[256];
+  int admin_userage;
+  int login_max_per_pair, login_max_per_user, login_max_per_addr, login_window_s;
+  char trusted_proxies[LH_MAX_LIST][64];
+  int n_trusted_proxies;
+  char cors_origins[LH_MAX_LIST][256];
+  int n_cors_origins;
+  /* where each value came from, for messages */
+  char source[1024];
+} lh_config_t;
+
+/* Fills cfg. On failure writes a message naming the option into err and returns LH_EINVAL. */
+int lh_config_load(lh_config_t *cfg, const char *path, char *err, size_t errlen);
+/* The defaults only (tests). */
+void lh_config_defaults(lh_config_t *cfg);
+
+#endif

@@ -1,0 +1,40 @@
+/* json.h: strict JSON between the wire and Lua, in C (jansson for decoding), and
+ * application/x-www-form-urlencoded decoding.
+ *
+ * Lua representation: objects are tables; arrays are tables carrying the array metatable (so an
+ * empty array stays `[]` when encoded again); null is the light userdata `json.null` (NULL).
+ * Encoding: a table with the array metatable, or a non-empty table whose keys are exactly 1..n,
+ * encodes as an array; other tables as objects (string keys only; numeric keys are an error);
+ * an empty table without the marker encodes as `{}`. NaN and ±Infinity, functions, userdata other
+ * than null, cycles and nesting deeper than LH_JSON_MAX_DEPTH are errors. Integers that fit in
+ * int64 encode without a fraction. */
+#ifndef LH_JSON_H
+#define LH_JSON_H
+
+#include <stddef.h>
+#include <lua.h>
+#include "buf.h"
+
+#define LH_JSON_MAX_DEPTH 64
+
+/* Decodes buf strictly: duplicate keys, NaN/Infinity, \u0000, invalid UTF-8, nesting over
+ * LH_JSON_MAX_DEPTH and trailing garbage are errors. On success pushes one value and returns 0.
+ * On failure pushes nothing, writes a human-readable reason to err, returns LH_EINVAL. */
+int lh_json_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen);
+
+/* Appends the JSON encoding of the value at idx to out. On failure writes the reason to err and
+ * returns LH_EINVAL (out may hold a partial encoding; the caller discards it). */
+int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errlen);
+
+/* Pushes the array metatable (creating it once per state). */
+void lh_json_push_array_mt(lua_State *L);
+/* Decodes a form body or a query string into a table of name -> string. '+' is a space; %XX
+ * escapes; a name without '=' has the value "". A repeated name, an invalid escape, a NUL byte,
+ * invalid UTF-8 and an empty name are errors (the message names the field). Pushes the table and returns 0, or writes err and
+ * returns LH_EINVAL. */
+int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen);
+
+/* Module table for `require "luahost.json"`: encode, decode, null, array(t), is_array(t). */
+int luaopen_luahost_json(lua_State *L);
+
+#endif

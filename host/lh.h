@@ -1,0 +1,27 @@
+/* lh.h: the few definitions every luahost module shares: error codes and small helpers.
+ * Functions return 0 or a negative LH_E* code (libuv style); lh_strerror names the code. */
+#ifndef LH_H
+#define LH_H
+
+#include <stddef.h>
+
+enum {
+  LH_OK = 0,
+  LH_ENOMEM = -1,   /* allocation failed */
+  LH_EINVAL = -2,   /* invalid argument or value */
+  LH_EBUSY = -3,    /* a bounded queue is full */
+  LH_ECLOSED = -4,  /* the pool or server is shutting down */
+  LH_ELIMIT = -5,   /* a configured limit was exceeded */
+  LH_EIO = -6,      /* an I/O or system call failed */
+  LH_ENOTFOUND = -7 /* no such thing */
+};
+
+const char *lh_strerror(int err);
+
+#define LH_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define LH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Monotonic clock in nanoseconds. */
+unsigned long long lh_now_ns(void);
+
+#endif
