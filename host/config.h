@@ -70,5 +70,16 @@ typedef struct lh_config_s {
 int lh_config_load(lh_config_t *cfg, const char *path, char *err, size_t errlen);
 /* The defaults only (tests). */
 void lh_config_defaults(lh_config_t *cfg);
+/* Outside development mode, refuses a jwt_secret shorter than 32 bytes (and a non-empty but short
+ * jwt_previous_secret): 0 or LH_EINVAL with a message. Call at start-up, after lh_config_load. */
+int lh_config_check_secrets(const lh_config_t *cfg, char *err, size_t errlen);
+/* For hot reload: calls cb for every option whose value differs between old and cur, saying
+ * whether that option may change without a restart. Returns 1 if any changed option needs a
+ * restart, else 0. cb may be NULL. */
+typedef void (*lh_config_change_cb)(const char *name, int reloadable, void *ud);
+int lh_config_diff(const lh_config_t *old, const lh_config_t *cur, lh_config_change_cb cb,
+                   void *ud);
+/* 1 if the option may change on reload, 0 if it needs a restart, LH_ENOTFOUND if unknown. */
+int lh_config_is_reloadable(const char *name);
 
 #endif

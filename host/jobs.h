@@ -26,7 +26,10 @@ struct lh_job_s {
 
 /* Completion queue of one loop: an uv_async_t plus a locked list. */
 int lh_cq_create(lh_cq_t **out, uv_loop_t *loop);
-/* Closes the async handle; memory is freed in its close callback (run the loop after this). */
+/* Closes the async handle; memory is freed in its close callback (run the loop after this).
+ * Jobs that finished but were not yet delivered get their `done` call in that callback. The
+ * caller must first make sure no job bound to this queue is still waiting or running: destroy
+ * the pools, or wait for every `done`. */
 void lh_cq_close(lh_cq_t *cq);
 
 /* name is copied; threads >= 1; queue_cap >= 1 is the number of jobs that may wait (not counting
@@ -44,6 +47,7 @@ void lh_pool_destroy(lh_pool_t *pool);
 
 /* A process-wide registry of named pools ("db", "hash", and any declared in the config), filled at
  * start-up before workers run and read-only afterwards. */
+/* LH_EINVAL when the name is taken, LH_ELIMIT past 16 pools. The registry then owns the pool. */
 int lh_pools_register(lh_pool_t *pool);
 lh_pool_t *lh_pools_find(const char *name);
 void lh_pools_destroy_all(void);

@@ -7,7 +7,8 @@
  * encodes as an array; other tables as objects (string keys only; numeric keys are an error);
  * an empty table without the marker encodes as `{}`. NaN and ±Infinity, functions, userdata other
  * than null, cycles and nesting deeper than LH_JSON_MAX_DEPTH are errors. Integers that fit in
- * int64 encode without a fraction. */
+ * int64 encode without a fraction. Object keys are written in bytewise-sorted order, so output is
+ * stable; an array-marked table encodes t[1..#t] and ignores other keys; nil encodes as null. */
 #ifndef LH_JSON_H
 #define LH_JSON_H
 

@@ -2,6 +2,8 @@
 #ifndef LH_LOG_H
 #define LH_LOG_H
 
+#include <stddef.h>
+
 typedef enum { LH_LOG_DEBUG = 0, LH_LOG_INFO, LH_LOG_WARN, LH_LOG_ERROR, LH_LOG_OFF } lh_log_level_t;
 
 void lh_log_set_level(lh_log_level_t level);

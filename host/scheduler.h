@@ -1,4 +1,4 @@
-/* sched.h: suspends a request's coroutine while blocking work runs on a pool, and resumes it on
+/* scheduler.h: suspends a request's coroutine while blocking work runs on a pool, and resumes it on
  * its own loop when the work is done. The one place where coroutines are parked and woken.
  *
  * Shape of a yielding binding (as in lua-nginx-module): check the arguments, allocate a struct that
@@ -8,8 +8,8 @@
  *   handle `lj->job.cancelled` (the pool shut down before the work ran) by pushing nil, "unavailable".
  * - `free` releases the struct; the scheduler calls it exactly once, after `push` or when the work
  *   could not be started. */
-#ifndef LH_SCHED_H
-#define LH_SCHED_H
+#ifndef LH_SCHEDULER_H
+#define LH_SCHEDULER_H
 
 #include <lua.h>
 #include "jobs.h"

@@ -1,0 +1,14 @@
+/* conn.h: one client connection's life: read, parse, dispatch, write, keep-alive, timeouts. */
+#ifndef LH_CONN_H
+#define LH_CONN_H
+
+#include "server.h"
+
+/* The listener's connection callback. */
+void lh_conn_on_connection(uv_stream_t *listener, int status);
+/* Shutdown: close connections that are idle now; busy ones close after their response. */
+void lh_conn_close_idle(lh_worker_t *w);
+/* Grace period over: close every connection. */
+void lh_conn_close_all(lh_worker_t *w);
+
+#endif

@@ -1,0 +1,772 @@
+/* json.c: strict JSON between the wire and Lua (json.h), form/query-string decoding, and the
+ * `luahost.json` Lua module.
+ *
+ * Decoding parses with jansson (strict by configuration) and converts the tree to Lua values.
+ * Encoding walks Lua values and writes straight into an lh_buf_t without building a tree, because
+ * it runs for every response. Object keys are written in bytewise-sorted order so that output is
+ * stable across runs and Lua states (clients, caches and tests can compare bodies); the sort costs
+ * little next to the string escaping (see tests/c/test_json.c, test_encode_benchmark). */
+#include "json.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lh.h"
+
+/* Addresses used as unique registry keys. */
+static const char lh_json_array_mt_key = 0;
+static const char lh_json_module_key = 0;
+
+/* The largest magnitude a Lua number (a double) holds exactly for every integer up to it. */
+#define LH_JSON_MAX_SAFE_INT 9007199254740991LL
+
+/* Once the encoder has this many Lua stack slots in use it stops keeping object values on the
+ * stack and looks them up again by key instead; LuaJIT allows LUAI_MAXCSTACK (8000) slots per C
+ * call, and deeper levels still need a few slots each. */
+#define LH_JSON_STACK_KEEP_LIMIT 4000
+
+void lh_json_push_array_mt(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&lh_json_array_mt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, -1))
+    return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "luahost.json.array");
+  lua_setfield(L, -2, "__name");
+  lua_pushlightuserdata(L, (void *)&lh_json_array_mt_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Decoding */
+
+/* Counts bracket depth outside strings. jansson parses recursively up to 2048 levels and our
+ * conversion recurses too, so rejecting deep input before either runs bounds the C stack whatever
+ * the input. The count may be wrong for malformed input, which jansson rejects anyway. */
+static int lh_json_depth_ok(const char *buf, size_t len) {
+  int depth = 0;
+  int in_string = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = buf[i];
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = 0;
+    } else if (c == '"') {
+      in_string = 1;
+    } else if (c == '[' || c == '{') {
+      if (++depth > LH_JSON_MAX_DEPTH)
+        return 0;
+    } else if (c == ']' || c == '}') {
+      depth--;
+    }
+  }
+  return 1;
+}
+
+static int lh_json_is_blank(const char *buf, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n' && buf[i] != '\r')
+      return 0;
+  }
+  return 1;
+}
+
+/* Writes the reason for a jansson failure. jansson's own wording is kept, except that a duplicate
+ * key is named plainly ("duplicate object key 'a'") since that is the case clients most need to
+ * understand. */
+static void lh_json_format_error(const json_error_t *e, char *err, size_t errlen) {
+  const char *text = e->text;
+  if (json_error_code(e) == json_error_duplicate_key) {
+    const char *near = strstr(text, "near '\"");
+    if (near) {
+      const char *key = near + 7;
+      size_t n = strlen(key);
+      if (n >= 2 && key[n - 2] == '"' && key[n - 1] == '\'')
+        n -= 2;
+      snprintf(err, errlen, "invalid JSON at line %d column %d: duplicate object key '%.*s'",
+               e->line, e->column, (int)n, key);
+      return;
+    }
+  }
+  snprintf(err, errlen, "invalid JSON at line %d column %d: %s", e->line, e->column, text);
+}
+
+/* Pushes the Lua form of v. mt_idx is the stack index of the array metatable. The depth is
+ * already bounded by lh_json_depth_ok, so the recursion is too. */
+static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, size_t errlen) {
+  if (!lua_checkstack(L, 4)) {
+    snprintf(err, errlen, "JSON value too large to convert");
+    return LH_EINVAL;
+  }
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: {
+    const char *key;
+    json_t *item;
+    lua_createtable(L, 0, (int)json_object_size(v));
+    json_object_foreach(v, key, item) {
+      /* Keys cannot contain NUL: jansson rejects \u0000 without JSON_ALLOW_NUL. */
+      lua_pushstring(L, key);
+      if (lh_json_push_value(L, item, mt_idx, err, errlen) != 0)
+        return LH_EINVAL;
+      lua_rawset(L, -3);
+    }
+    return 0;
+  }
+  case JSON_ARRAY: {
+    size_t n = json_array_size(v);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      if (lh_json_push_value(L, json_array_get(v, i), mt_idx, err, errlen) != 0)
+        return LH_EINVAL;
+      lua_rawseti(L, -2, (int)(i + 1));
+    }
+    lua_pushvalue(L, mt_idx);
+    lua_setmetatable(L, -2);
+    return 0;
+  }
+  case JSON_STRING:
+    lua_pushlstring(L, json_string_value(v), json_string_length(v));
+    return 0;
+  case JSON_INTEGER: {
+    json_int_t i = json_integer_value(v);
+    if (i > LH_JSON_MAX_SAFE_INT || i < -LH_JSON_MAX_SAFE_INT) {
+      snprintf(err, errlen,
+               "invalid JSON: integer %lld is outside the exactly representable range "
+               "(-9007199254740991 to 9007199254740991)",
+               (long long)i);
+      return LH_EINVAL;
+    }
+    lua_pushnumber(L, (lua_Number)i);
+    return 0;
+  }
+  case JSON_REAL:
+    lua_pushnumber(L, json_real_value(v));
+    return 0;
+  case JSON_TRUE:
+    lua_pushboolean(L, 1);
+    return 0;
+  case JSON_FALSE:
+    lua_pushboolean(L, 0);
+    return 0;
+  case JSON_NULL:
+    lua_pushlightuserdata(L, NULL);
+    return 0;
+  }
+  snprintf(err, errlen, "invalid JSON: unknown value type");
+  return LH_EINVAL;
+}
+
+int lh_json_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen) {
+  if (!buf || lh_json_is_blank(buf, len)) {
+    snprintf(err, errlen, "invalid JSON: empty input");
+    return LH_EINVAL;
+  }
+  if (!lh_json_depth_ok(buf, len)) {
+    snprintf(err, errlen, "JSON nesting deeper than %d levels", LH_JSON_MAX_DEPTH);
+    return LH_EINVAL;
+  }
+  json_error_t e;
+  /* Strictness comes from the flags: duplicate keys are rejected, NUL stays forbidden (no
+   * JSON_ALLOW_NUL), and jansson itself rejects NaN, Infinity, invalid UTF-8, lone surrogates
+   * and trailing data. JSON_DECODE_ANY allows scalars at the top level, as RFC 8259 does. */
+  json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+  if (!root) {
+    lh_json_format_error(&e, err, errlen);
+    return LH_EINVAL;
+  }
+  /* A Lua memory error raised during the conversion would skip json_decref and leak the tree;
+   * every other failure is handled below. */
+  int base = lua_gettop(L);
+  lh_json_push_array_mt(L);
+  int rc = lh_json_push_value(L, root, base + 1, err, errlen);
+  json_decref(root);
+  if (rc != 0) {
+    lua_settop(L, base);
+    return rc;
+  }
+  lua_remove(L, base + 1);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Encoding */
+
+typedef struct {
+  const char *key;
+  size_t len;
+  int vidx; /* stack index of the value, or 0 when it must be looked up again by key */
+} lh_json_entry_t;
+
+typedef struct {
+  lua_State *L;
+  lh_buf_t *out;
+  int mt_idx;
+  /* Object entries of every level being encoded, as one stack: a level uses [base, n). */
+  lh_json_entry_t *ents;
+  size_t n, cap;
+  char *err;
+  size_t errlen;
+  /* Where the failing value sits, built while unwinding, e.g. "users[3].name". */
+  char path[192];
+  size_t path_len;
+} lh_json_enc_t;
+
+static int lh_json_fail(lh_json_enc_t *c, const char *fmt, const char *arg) {
+  snprintf(c->err, c->errlen, fmt, arg);
+  return LH_EINVAL;
+}
+
+/* Prepends one path segment; a path that no longer fits keeps its innermost part and starts
+ * with "...". */
+static void lh_json_path_prepend(lh_json_enc_t *c, const char *seg, size_t n) {
+  size_t room = sizeof(c->path) - 1;
+  if (c->path_len + n > room) {
+    if (c->path_len >= 3 && memcmp(c->path, "...", 3) == 0)
+      return;
+    seg = "...";
+    n = 3;
+    if (c->path_len + n > room)
+      return;
+  }
+  memmove(c->path + n, c->path, c->path_len);
+  memcpy(c->path, seg, n);
+  c->path_len += n;
+  c->path[c->path_len] = '\0';
+}
+
+static void lh_json_path_key(lh_json_enc_t *c, const char *key, size_t len) {
+  char seg[40];
+  size_t n = len > 32 ? 32 : len;
+  seg[0] = '.';
+  memcpy(seg + 1, key, n);
+  lh_json_path_prepend(c, seg, n + 1);
+}
+
+static void lh_json_path_index(lh_json_enc_t *c, size_t i) {
+  char seg[32];
+  int n = snprintf(seg, sizeof(seg), "[%zu]", i);
+  lh_json_path_prepend(c, seg, (size_t)n);
+}
+
+static int lh_json_encode_value(lh_json_enc_t *c, int idx, int depth);
+
+static int lh_json_encode_number(lh_json_enc_t *c, double x) {
+  if (isnan(x))
+    return lh_json_fail(c, "cannot encode %s", "NaN");
+  if (isinf(x))
+    return lh_json_fail(c, "cannot encode %s", x > 0 ? "Infinity" : "-Infinity");
+  /* Integral values within int64 print exactly, without a fraction and without printf. */
+  if (x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
+    long long i = (long long)x;
+    if ((double)i == x) {
+      if (i < 0) {
+        lh_buf_putc(c->out, '-');
+        return lh_buf_put_u64(c->out, 0ULL - (unsigned long long)i);
+      }
+      return lh_buf_put_u64(c->out, (unsigned long long)i);
+    }
+  }
+  /* The shortest of 15 or 17 significant digits that reads back as the same double, so 0.1
+   * prints as 0.1 rather than 0.10000000000000001. */
+  char tmp[32];
+  int n = snprintf(tmp, sizeof(tmp), "%.15g", x);
+  if (strtod(tmp, NULL) != x)
+    n = snprintf(tmp, sizeof(tmp), "%.17g", x);
+  /* A locale with a decimal comma would make invalid JSON. */
+  for (int i = 0; i < n; i++) {
+    if (tmp[i] == ',')
+      tmp[i] = '.';
+  }
+  return lh_buf_append(c->out, tmp, (size_t)n);
+}
+
+static int lh_json_encode_array(lh_json_enc_t *c, int idx, size_t n, int depth) {
+  lua_State *L = c->L;
+  lh_buf_putc(c->out, '[');
+  for (size_t i = 1; i <= n; i++) {
+    if (i > 1)
+      lh_buf_putc(c->out, ',');
+    lua_rawgeti(L, idx, (int)i);
+    int rc = lh_json_encode_value(c, lua_gettop(L), depth);
+    lua_pop(L, 1);
+    if (rc != 0) {
+      lh_json_path_index(c, i);
+      return rc;
+    }
+  }
+  return lh_buf_putc(c->out, ']');
+}
+
+static int lh_json_entry_cmp(const void *a, const void *b) {
+  const lh_json_entry_t *x = a, *y = b;
+  /* Keys usually differ in their first byte: decide those without calling memcmp. */
+  if (x->len && y->len && x->key[0] != y->key[0])
+    return (unsigned char)x->key[0] < (unsigned char)y->key[0] ? -1 : 1;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int r = memcmp(x->key, y->key, n);
+  if (r != 0)
+    return r;
+  return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static void lh_json_sort_entries(lh_json_entry_t *e, size_t n) {
+  if (n > 16) {
+    qsort(e, n, sizeof(*e), lh_json_entry_cmp);
+    return;
+  }
+  /* Insertion sort: typical API objects have a handful of keys. */
+  for (size_t i = 1; i < n; i++) {
+    lh_json_entry_t t = e[i];
+    size_t j = i;
+    while (j > 0 && lh_json_entry_cmp(&e[j - 1], &t) > 0) {
+      e[j] = e[j - 1];
+      j--;
+    }
+    e[j] = t;
+  }
+}
+
+static int lh_json_push_entry(lh_json_enc_t *c, const char *key, size_t len, int vidx) {
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    lh_json_entry_t *p = realloc(c->ents, cap * sizeof(*p));
+    if (!p)
+      return lh_json_fail(c, "%s", "out of memory");
+    c->ents = p;
+    c->cap = cap;
+  }
+  c->ents[c->n].key = key;
+  c->ents[c->n].len = len;
+  c->ents[c->n].vidx = vidx;
+  c->n++;
+  return 0;
+}
+
+/* Writes the sorted entries [ebase, c->n) of the table at idx as an object. */
+static int lh_json_emit_object(lh_json_enc_t *c, int idx, size_t ebase, int depth) {
+  lua_State *L = c->L;
+  lh_json_sort_entries(c->ents + ebase, c->n - ebase);
+  lh_buf_putc(c->out, '{');
+  for (size_t i = ebase; i < c->n; i++) {
+    /* Read the entry each time: a nested level may move the array when it grows. */
+    lh_json_entry_t e = c->ents[i];
+    if (i > ebase)
+      lh_buf_putc(c->out, ',');
+    lh_buf_put_json_string(c->out, e.key, e.len);
+    lh_buf_putc(c->out, ':');
+    if (e.vidx) {
+      lua_pushvalue(L, e.vidx);
+    } else {
+      lua_pushlstring(L, e.key, e.len);
+      lua_rawget(L, idx);
+    }
+    int rc = lh_json_encode_value(c, lua_gettop(L), depth);
+    lua_pop(L, 1);
+    if (rc != 0) {
+      lh_json_path_key(c, e.key, e.len);
+      return rc;
+    }
+  }
+  return lh_buf_putc(c->out, '}');
+}
+
+/* Collects the keys of the table at idx. String keys become entries (their values stay on the
+ * stack while there is room); numeric keys are only counted, to recognise 1..n sequences. */
+static int lh_json_encode_table(lh_json_enc_t *c, int idx, int depth) {
+  lua_State *L = c->L;
+  if (depth > LH_JSON_MAX_DEPTH)
+    return lh_json_fail(c, "nesting too deep or cyclic (more than %s levels)", "64");
+  if (!lua_checkstack(L, 8))
+    return lh_json_fail(c, "%s", "Lua stack exhausted");
+  if (lua_getmetatable(L, idx)) {
+    int is_array = lua_rawequal(L, -1, c->mt_idx);
+    lua_pop(L, 1);
+    if (is_array)
+      return lh_json_encode_array(c, idx, lua_objlen(L, idx), depth);
+  }
+  int base = lua_gettop(L);
+  size_t ebase = c->n;
+  size_t nnum = 0;
+  double maxnum = 0;
+  int rc = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int kt = lua_type(L, -2);
+    if (kt == LUA_TSTRING) {
+      if (nnum) {
+        rc = lh_json_fail(c, "cannot encode a table with both %s keys", "string and numeric");
+        break;
+      }
+      size_t len;
+      const char *key = lua_tolstring(L, -2, &len);
+      int keep = lua_gettop(L) < LH_JSON_STACK_KEEP_LIMIT && lua_checkstack(L, 3);
+      rc = lh_json_push_entry(c, key, len, keep ? lua_gettop(L) : 0);
+      if (rc != 0)
+        break;
+      if (keep)
+        lua_pushvalue(L, -2); /* the key again, for lua_next; key and value stay below */
+      else
+        lua_pop(L, 1);
+    } else if (kt == LUA_TNUMBER) {
+      double k = lua_tonumber(L, -2);
+      if (c->n > ebase) {
+        rc = lh_json_fail(c, "cannot encode a table with both %s keys", "string and numeric");
+        break;
+      }
+      if (k < 1 || k != floor(k)) {
+        rc = lh_json_fail(c, "cannot encode a table with numeric key %s", "not in 1..n");
+        break;
+      }
+      nnum++;
+      if (k > maxnum)
+        maxnum = k;
+      lua_pop(L, 1);
+    } else {
+      rc = lh_json_fail(c, "cannot encode a table with a key of type %s", lua_typename(L, kt));
+      break;
+    }
+  }
+  if (rc == 0) {
+    if (nnum) {
+      if (maxnum != (double)nnum)
+        rc = lh_json_fail(c, "cannot encode a sparse array (%s)", "numeric keys are not 1..n");
+      else
+        rc = lh_json_encode_array(c, idx, nnum, depth);
+    } else {
+      rc = lh_json_emit_object(c, idx, ebase, depth);
+    }
+  }
+  c->n = ebase;
+  lua_settop(L, base);
+  return rc;
+}
+
+static int lh_json_encode_value(lh_json_enc_t *c, int idx, int depth) {
+  lua_State *L = c->L;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return lh_buf_append(c->out, "null", 4);
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, idx) ? lh_buf_append(c->out, "true", 4)
+                                 : lh_buf_append(c->out, "false", 5);
+  case LUA_TNUMBER:
+    return lh_json_encode_number(c, lua_tonumber(L, idx));
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return lh_buf_put_json_string(c->out, s, len);
+  }
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL)
+      return lh_buf_append(c->out, "null", 4);
+    return lh_json_fail(c, "cannot encode %s", "a light userdata other than json.null");
+  case LUA_TTABLE:
+    return lh_json_encode_table(c, idx, depth + 1);
+  default:
+    return lh_json_fail(c, "cannot encode a %s", lua_typename(L, lua_type(L, idx)));
+  }
+}
+
+int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errlen) {
+  int base = lua_gettop(L);
+  if (idx < 0 && idx > LUA_REGISTRYINDEX)
+    idx = base + idx + 1;
+  lh_json_enc_t c;
+  c.L = L;
+  c.out = out;
+  c.ents = NULL;
+  c.n = c.cap = 0;
+  c.err = err;
+  c.errlen = errlen;
+  c.path[0] = '\0';
+  c.path_len = 0;
+  if (!lua_checkstack(L, 8)) {
+    snprintf(err, errlen, "Lua stack exhausted");
+    return LH_EINVAL;
+  }
+  lh_json_push_array_mt(L);
+  c.mt_idx = lua_gettop(L);
+  int rc = lh_json_encode_value(&c, idx, 0);
+  free(c.ents);
+  lua_settop(L, base);
+  if (rc == 0 && out->failed) {
+    snprintf(err, errlen, "out of memory");
+    rc = LH_ENOMEM;
+  }
+  if (rc != 0 && c.path_len) {
+    /* Append the location to the reason: "cannot encode a function at users[2].name". */
+    size_t used = strlen(err);
+    const char *path = c.path[0] == '.' ? c.path + 1 : c.path;
+    if (used < errlen)
+      snprintf(err + used, errlen - used, " at %s", path);
+  }
+  return rc == 0 ? 0 : LH_EINVAL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Form and query-string decoding */
+
+/* Returns 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or code points
+ * above U+10FFFF). */
+static int lh_utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0)
+        lo = 0xA0;
+      else if (c == 0xED)
+        hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0)
+        lo = 0x90;
+      else if (c == 0xF4)
+        hi = 0x8F;
+    } else {
+      return 0;
+    }
+    if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
+      return 0;
+    for (size_t k = 2; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80)
+        return 0;
+    }
+    i += len;
+  }
+  return 1;
+}
+
+static int lh_hexval(unsigned char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes one name or value of src[0..n) into dst (at most n bytes). Returns the decoded length,
+ * or -1 for an invalid %-escape, -2 for a NUL byte. */
+static long lh_form_unescape(const char *src, size_t n, char *dst) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)src[i];
+    if (c == '+') {
+      c = ' ';
+    } else if (c == '%') {
+      if (i + 2 >= n)
+        return -1;
+      int hi = lh_hexval((unsigned char)src[i + 1]);
+      int lo = lh_hexval((unsigned char)src[i + 2]);
+      if (hi < 0 || lo < 0)
+        return -1;
+      c = (unsigned char)(hi << 4 | lo);
+      i += 2;
+    }
+    if (c == '\0')
+      return -2;
+    dst[o++] = (char)c;
+  }
+  return (long)o;
+}
+
+/* Names a field in an error message: at most 64 bytes, non-printable bytes as '?', so a message
+ * never carries control characters or broken UTF-8 from the input. */
+static void lh_form_field_name(const char *name, size_t n, char *out, size_t outlen) {
+  size_t k = 0;
+  for (size_t i = 0; i < n && i < 64 && k + 1 < outlen; i++) {
+    unsigned char c = (unsigned char)name[i];
+    out[k++] = (c >= 0x20 && c < 0x7F) ? (char)c : '?';
+  }
+  out[k] = '\0';
+}
+
+int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen) {
+  /* Decoded text is never longer than its source: one scratch area serves every field. Small
+   * inputs use the C stack; larger ones a Lua userdata, so a Lua error cannot leak it. */
+  char small[512];
+  char *scratch = small;
+  int base = lua_gettop(L);
+  if (!lua_checkstack(L, 4)) {
+    snprintf(err, errlen, "Lua stack exhausted");
+    return LH_EINVAL;
+  }
+  if (len > sizeof(small))
+    scratch = lua_newuserdata(L, len);
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  size_t pos = 0;
+  while (buf && pos < len) {
+    const char *pair = buf + pos;
+    const char *amp = memchr(pair, '&', len - pos);
+    size_t plen = amp ? (size_t)(amp - pair) : len - pos;
+    pos += plen + 1;
+    if (plen == 0)
+      continue; /* "a&&b": empty pairs carry nothing */
+    const char *eq = memchr(pair, '=', plen);
+    size_t nlen = eq ? (size_t)(eq - pair) : plen;
+    const char *val = eq ? eq + 1 : pair + plen;
+    size_t vlen = eq ? plen - nlen - 1 : 0;
+    char field[72];
+    lh_form_field_name(pair, nlen, field, sizeof(field));
+    const char *what = NULL;
+    long dn = lh_form_unescape(pair, nlen, scratch);
+    if (dn >= 0 && !lh_utf8_valid((const unsigned char *)scratch, (size_t)dn))
+      what = "invalid UTF-8 in the name of field '%s'";
+    else if (dn == -1)
+      what = "invalid percent-encoding in the name of field '%s'";
+    else if (dn == -2)
+      what = "NUL byte in the name of field '%s'";
+    else if (dn == 0)
+      what = "empty field name%s";
+    if (what) {
+      snprintf(err, errlen, what, dn == 0 ? "" : field);
+      lua_settop(L, base);
+      return LH_EINVAL;
+    }
+    lua_pushlstring(L, scratch, (size_t)dn);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t);
+    int repeated = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    /* Report the decoded name: that is what the script sees. */
+    lh_form_field_name(scratch, (size_t)dn, field, sizeof(field));
+    long dv = lh_form_unescape(val, vlen, scratch);
+    if (repeated)
+      what = "field '%s' appears more than once";
+    else if (dv == -1)
+      what = "invalid percent-encoding in field '%s'";
+    else if (dv == -2)
+      what = "NUL byte in field '%s'";
+    else if (!lh_utf8_valid((const unsigned char *)scratch, (size_t)dv))
+      what = "invalid UTF-8 in field '%s'";
+    if (what) {
+      snprintf(err, errlen, what, field);
+      lua_settop(L, base);
+      return LH_EINVAL;
+    }
+    lua_pushlstring(L, scratch, (size_t)dv);
+    lua_rawset(L, t);
+  }
+  if (t != base + 1)
+    lua_remove(L, base + 1); /* the scratch userdata */
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The luahost.json module */
+
+/* The encode buffer lives in a userdata upvalue, reused by every call in this state: encoding
+ * cannot re-enter itself (no Lua code runs during it), and the garbage collector frees it. */
+static int lh_json_buf_gc(lua_State *L) {
+  lh_buf_t *b = lua_touserdata(L, 1);
+  lh_buf_free(b);
+  return 0;
+}
+
+/* json.encode(value) -> string. Raises on values that have no JSON form: that is the caller's
+ * mistake. */
+static int lh_json_l_encode(lua_State *L) {
+  char err[256];
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  lh_buf_t *b = lua_touserdata(L, lua_upvalueindex(1));
+  lh_buf_reset(b);
+  if (lh_json_encode(L, 1, b, err, sizeof(err)) != 0)
+    return luaL_error(L, "json.encode: %s", err);
+  lua_pushlstring(L, b->data, b->len);
+  /* Do not keep a huge allocation alive after one large response. */
+  if (b->cap > 1 << 20)
+    lh_buf_free(b);
+  return 1;
+}
+
+/* json.decode(string) -> value, or nil and a reason: the input came from outside. */
+static int lh_json_l_decode(lua_State *L) {
+  char err[256];
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (lh_json_decode(L, s, len, err, sizeof(err)) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+/* json.array([t]) -> t marked as an array (a new empty one when t is nil). */
+static int lh_json_l_array(lua_State *L) {
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  } else {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+  }
+  lh_json_push_array_mt(L);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* json.is_array(v) -> true when v is a table carrying the array marker. */
+static int lh_json_l_is_array(lua_State *L) {
+  int yes = 0;
+  if (lua_istable(L, 1) && lua_getmetatable(L, 1)) {
+    lh_json_push_array_mt(L);
+    yes = lua_rawequal(L, -1, -2);
+  }
+  lua_pushboolean(L, yes);
+  return 1;
+}
+
+int luaopen_luahost_json(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&lh_json_module_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, -1))
+    return 1;
+  lua_pop(L, 1);
+
+  lua_createtable(L, 0, 5);
+  lh_buf_t *b = lua_newuserdata(L, sizeof(*b));
+  lh_buf_init(b);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, lh_json_buf_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushcclosure(L, lh_json_l_encode, 1);
+  lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, lh_json_l_decode);
+  lua_setfield(L, -2, "decode");
+  lua_pushcfunction(L, lh_json_l_array);
+  lua_setfield(L, -2, "array");
+  lua_pushcfunction(L, lh_json_l_is_array);
+  lua_setfield(L, -2, "is_array");
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+
+  lua_pushlightuserdata(L, (void *)&lh_json_module_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return 1;
+}

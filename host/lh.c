@@ -1,0 +1,35 @@
+/* lh.c: the shared helpers declared in lh.h: a message for each LH_E* error code and the
+ * monotonic clock every module uses for deadlines and durations. */
+#include "lh.h"
+
+#include <time.h>
+
+const char *lh_strerror(int err) {
+  switch (err) {
+  case LH_OK:
+    return "success";
+  case LH_ENOMEM:
+    return "out of memory";
+  case LH_EINVAL:
+    return "invalid argument";
+  case LH_EBUSY:
+    return "queue full";
+  case LH_ECLOSED:
+    return "shutting down";
+  case LH_ELIMIT:
+    return "limit exceeded";
+  case LH_EIO:
+    return "I/O error";
+  case LH_ENOTFOUND:
+    return "not found";
+  default:
+    return "unknown error";
+  }
+}
+
+unsigned long long lh_now_ns(void) {
+  struct timespec ts;
+  /* CLOCK_MONOTONIC cannot fail with a valid pointer on Linux, so the result is not checked. */
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}

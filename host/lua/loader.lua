@@ -1,0 +1,245 @@
+-- luahost.loader: builds one generation from the script sources, off the request path.
+--
+-- The C side reads every .lua file under the scripts directory once and passes the contents here,
+-- so a generation is exactly the bytes that were read (what an operator's editor half-wrote later
+-- cannot leak in). Every file is loaded as a module of a sandbox: its name is its path with dots
+-- ("routes/users.lua" is "routes.users"), `require` resolves script modules inside the same set of
+-- files and host modules by their `luahost.*` names, and nothing else is reachable.
+--
+-- A module contributes to the generation by returning a table with any of:
+--   routes = { {method=..., path=..., handler=..., policy=..., query=..., body=..., accepts=...}, ... }
+--   policies = { name = function(user, req) ... end | { authenticated = bool, allow = function } }
+--   authenticate = function(req) -> user | nil, status_or_err, code, message
+-- Any other module is a helper that other scripts require.
+local validate = require "luahost.validate"
+
+local M = {}
+
+local HOST_MODULES = {
+  ["luahost"] = true, ["luahost.json"] = true, ["luahost.log"] = true,
+  ["luahost.response"] = true, ["luahost.validate"] = true, ["luahost.mongo"] = true,
+  ["luahost.password"] = true, ["luahost.jwt"] = true,
+}
+
+local METHODS = { GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
+                  OPTIONS = true }
+local ROUTE_KEYS = { method = true, path = true, handler = true, policy = true, query = true,
+                     body = true, accepts = true, name = true, description = true }
+local RESERVED = { "/healthz", "/readyz", "/metrics", "/admin" }
+local ACCEPT_KINDS = { json = true, form = true }
+
+local function copy(t, except)
+  local c = {}
+  for k, v in pairs(t) do
+    if not (except and except[k]) then c[k] = v end
+  end
+  return c
+end
+
+local function where_of(fn)
+  local info = debug.getinfo(fn, "S")
+  local src = info.source or "?"
+  if src:sub(1, 1) == "@" then src = src:sub(2) end
+  return src .. ":" .. tostring(info.linedefined or "?")
+end
+
+-- The sandbox: allow-listed globals, copies of the libraries so scripts cannot change what the
+-- host itself uses, no bytecode, no file or process access, and a read-only global table whose
+-- unknown names are errors (a typo fails loudly instead of reading nil).
+local function make_env(host_require, script_require, label)
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+    select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+    xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawset = rawset,
+    setmetatable = setmetatable,
+    string = copy(string, { dump = true }),
+    table = copy(table),
+    math = copy(math),
+    bit = copy(bit),
+    os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
+    coroutine = copy(coroutine),
+  }
+  -- getmetatable("") would hand out the shared string metatable; refuse strings.
+  env.getmetatable = function(v)
+    if type(v) == "string" then return nil end
+    return getmetatable(v)
+  end
+  env.require = function(name)
+    if type(name) ~= "string" then error("require: module name must be a string", 2) end
+    if HOST_MODULES[name] then return host_require(name) end
+    if name:sub(1, 8) == "luahost." then
+      error("require: '" .. name .. "' is not a module scripts may use", 2)
+    end
+    return script_require(name, 2)
+  end
+  local log = host_require("luahost.log")
+  env.print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+    log.info(table.concat(parts, "\t"))
+  end
+  env._G = env
+  return setmetatable(env, {
+    __index = function(_, k)
+      error("undefined global '" .. tostring(k) .. "'", 2)
+    end,
+    __newindex = function(_, k)
+      error("assignment to global '" .. tostring(k) .. "' is not allowed in " .. label ..
+            " scripts: use local variables", 2)
+    end,
+    __metatable = false,
+  })
+end
+
+local function check_route(r, i, file)
+  local at = file .. ": route #" .. i
+  if type(r) ~= "table" then return nil, at .. ": a route must be a table" end
+  if type(r.handler) ~= "function" then return nil, at .. ": 'handler' must be a function" end
+  local where = where_of(r.handler)
+  at = where .. ": route #" .. i
+  for k in pairs(r) do
+    if not ROUTE_KEYS[k] then return nil, at .. ": unknown key '" .. tostring(k) .. "'" end
+  end
+  if type(r.method) ~= "string" or not METHODS[r.method] then
+    return nil, at .. ": 'method' must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+  end
+  if type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" then
+    return nil, at .. ": 'path' must be a string starting with '/'"
+  end
+  for _, p in ipairs(RESERVED) do
+    local n = #p
+    if r.path == p or r.path:sub(1, n + 1) == p .. "/" then
+      return nil, at .. ": path '" .. r.path .. "' is reserved for the host"
+    end
+  end
+  if r.policy ~= nil and type(r.policy) ~= "string" then
+    return nil, at .. ": 'policy' must be the name of a policy"
+  end
+  for _, key in ipairs({ "query", "body" }) do
+    if r[key] ~= nil then
+      local ok, err = validate.check_schema(r[key])
+      if not ok then return nil, at .. ": '" .. key .. "' schema: " .. err end
+    end
+  end
+  local accepts = {}
+  if r.accepts ~= nil then
+    if type(r.accepts) ~= "table" then
+      return nil, at .. ": 'accepts' must be a list of \"json\" and/or \"form\""
+    end
+    for _, kind in ipairs(r.accepts) do
+      if not ACCEPT_KINDS[kind] then
+        return nil, at .. ": 'accepts' must be a list of \"json\" and/or \"form\""
+      end
+      accepts[kind] = true
+    end
+  elseif r.body ~= nil or r.method == "POST" or r.method == "PUT" or r.method == "PATCH" then
+    accepts.json = true
+  end
+  return {
+    method = r.method, path = r.path, handler = r.handler, policy = r.policy,
+    query = r.query, body = r.body, accepts = accepts, where = where,
+    name = r.name or (r.method .. " " .. r.path),
+  }
+end
+
+local function check_policy(name, p, file)
+  if type(name) ~= "string" then return nil, file .. ": policy names must be strings" end
+  if type(p) == "function" then return { allow = p, where = where_of(p) } end
+  if type(p) ~= "table" then
+    return nil, file .. ": policy '" .. name .. "' must be a function or a table"
+  end
+  for k in pairs(p) do
+    if k ~= "authenticated" and k ~= "allow" then
+      return nil, file .. ": policy '" .. name .. "': unknown key '" .. tostring(k) .. "'"
+    end
+  end
+  if p.allow ~= nil and type(p.allow) ~= "function" then
+    return nil, file .. ": policy '" .. name .. "': 'allow' must be a function"
+  end
+  return { authenticated = p.authenticated and true or false, allow = p.allow }
+end
+
+-- files: path -> source; order: sorted list of paths; label: the scripts directory as shown in
+-- messages; host_require: the host's require. Returns a generation table or raises a message.
+function M.load(files, order, label, host_require)
+  local loaded, loading = {}, {}
+  local env
+  local function script_require(name, level)
+    local r = loaded[name]
+    if r ~= nil then return r end
+    local path = name:gsub("%.", "/") .. ".lua"
+    local src = files[path]
+    if not src then
+      path = name:gsub("%.", "/") .. "/init.lua"
+      src = files[path]
+    end
+    if not src then
+      error("module '" .. name .. "' not found in " .. label, level + 1)
+    end
+    if loading[name] then error("circular require of '" .. name .. "'", level + 1) end
+    loading[name] = true
+    local fn, err = load(src, "@" .. label .. "/" .. path, "t", env)
+    if not fn then error(err, 0) end
+    local res = fn(name)
+    loading[name] = nil
+    if res == nil then res = true end
+    loaded[name] = res
+    return res
+  end
+  env = make_env(host_require, script_require, label)
+
+  local gen = { routes = {}, policies = {}, authenticate = nil, files = #order }
+  gen.policies.public = { authenticated = false }
+  local policy_file = { public = "(built-in)" }
+  local auth_file
+  for _, path in ipairs(order) do
+    local name = path:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+    local mod = script_require(name, 1)
+    local file = label .. "/" .. path
+    if type(mod) == "table" then
+      if mod.routes ~= nil then
+        if type(mod.routes) ~= "table" then error(file .. ": 'routes' must be a list", 0) end
+        for i, r in ipairs(mod.routes) do
+          local route, err = check_route(r, i, file)
+          if not route then error(err, 0) end
+          gen.routes[#gen.routes + 1] = route
+        end
+      end
+      if mod.policies ~= nil then
+        if type(mod.policies) ~= "table" then error(file .. ": 'policies' must be a table", 0) end
+        for pname, p in pairs(mod.policies) do
+          if policy_file[pname] then
+            error(file .. ": policy '" .. tostring(pname) .. "' is already defined in " ..
+                  policy_file[pname], 0)
+          end
+          local pol, err = check_policy(pname, p, file)
+          if not pol then error(err, 0) end
+          gen.policies[pname] = pol
+          policy_file[pname] = file
+        end
+      end
+      if mod.authenticate ~= nil then
+        if type(mod.authenticate) ~= "function" then
+          error(file .. ": 'authenticate' must be a function", 0)
+        end
+        if auth_file then
+          error(file .. ": 'authenticate' is already defined in " .. auth_file, 0)
+        end
+        gen.authenticate, auth_file = mod.authenticate, file
+      end
+    end
+  end
+  for _, r in ipairs(gen.routes) do
+    local pname = r.policy or "public"
+    local pol = gen.policies[pname]
+    if not pol then error(r.where .. ": unknown policy '" .. pname .. "'", 0) end
+    if pol.authenticated and not gen.authenticate then
+      error(r.where .. ": policy '" .. pname .. "' needs authentication, but no script " ..
+            "returns an 'authenticate' function", 0)
+    end
+    r.policy_spec = pol
+  end
+  return gen
+end
+
+return M

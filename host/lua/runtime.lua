@@ -1,0 +1,142 @@
+-- luahost.runtime: what happens to one request between the C router and the handler, in the
+-- order the API promises: body decoding, then authentication (401), the route's policy (403),
+-- query and body validation (422), and finally the handler. The C side creates one coroutine per
+-- request and runs `run(route_index, req)` in it; the values returned here (status, body, headers)
+-- are serialised in C.
+local json = require "luahost.json"
+local validate = require "luahost.validate"
+local response = require "luahost.response"
+local core = require "luahost"
+
+local M = {}
+
+local BEARER = { ["WWW-Authenticate"] = "Bearer" }
+
+local function media_kind(ct)
+  if not ct then return nil end
+  local base = ct:match("^%s*([^;%s]+)")
+  if not base then return nil end
+  base = base:lower()
+  if base == "application/json" or base:match("^application/[%w.%-]+%+json$") then return "json" end
+  if base == "application/x-www-form-urlencoded" then return "form" end
+  return base
+end
+
+-- A runtime error code from a binding or a script ("unavailable", ...) becomes its response.
+local function error_response(err)
+  local status, code, message, headers = response.status_for(err)
+  return response.error(status, code, message, headers)
+end
+
+local function decode_body(route, req)
+  local raw = req.raw_body
+  if raw == nil then return true end
+  local kind = media_kind(req.headers["content-type"])
+  if not next(route.accepts) then
+    return nil, response.error(415, "unsupported_media_type", "This endpoint takes no request body")
+  end
+  if not kind or not route.accepts[kind] then
+    local names = {}
+    if route.accepts.json then names[#names + 1] = "application/json" end
+    if route.accepts.form then names[#names + 1] = "application/x-www-form-urlencoded" end
+    return nil, response.error(415, "unsupported_media_type",
+                               "Content-Type must be " .. table.concat(names, " or "))
+  end
+  local value, err
+  if kind == "json" then
+    value, err = json.decode(raw)
+    if value == nil and err then
+      return false, { { field = "", ["in"] = "body", code = "invalid_json",
+                        message = "Malformed JSON body: " .. err } }
+    end
+  else
+    value, err = core.form_decode(raw)
+    if value == nil then
+      return false, { { field = "", ["in"] = "form", code = "invalid_form",
+                        message = "Malformed form body: " .. err } }
+    end
+  end
+  req.body = value
+  req.body_kind = kind
+  return true
+end
+
+local function run_policy(gen, route, req)
+  local pol = route.policy_spec
+  if pol.authenticated then
+    local user, status, code, message = gen.authenticate(req)
+    if not user then
+      if type(status) == "string" then return error_response(status) end
+      return response.error(status or 401, code or "unauthorized",
+                            message or "Not authenticated", BEARER)
+    end
+    req.user = user
+  end
+  if pol.allow then
+    local ok, status, code, message = pol.allow(req.user, req)
+    if not ok then
+      if type(status) == "string" then return error_response(status) end
+      return response.error(status or 403, code or "forbidden",
+                            message or "You are not allowed to do this")
+    end
+  end
+  return nil
+end
+
+local function validate_input(route, req, body_errors)
+  local errors = {}
+  if route.query then
+    local args, err = core.form_decode(req.query_string or "")
+    if not args then
+      errors[#errors + 1] = { field = "", ["in"] = "query", code = "invalid_query",
+                              message = "Malformed query string: " .. err }
+    else
+      local values, errs = validate.query(route.query, args)
+      if values then req.query = values else
+        for _, e in ipairs(errs) do errors[#errors + 1] = e end
+      end
+    end
+  end
+  if body_errors then
+    for _, e in ipairs(body_errors) do errors[#errors + 1] = e end
+  elseif route.body then
+    if req.body == nil then
+      errors[#errors + 1] = { field = "", ["in"] = "body", code = "missing_body",
+                              message = "A request body is required" }
+    else
+      local check = req.body_kind == "form" and validate.form or validate.body
+      local values, errs = check(route.body, req.body)
+      if values then req.body = values else
+        for _, e in ipairs(errs) do errors[#errors + 1] = e end
+      end
+    end
+  end
+  if #errors > 0 then return response.validation_error(errors) end
+  return nil
+end
+
+function M.new(gen)
+  local routes = gen.routes
+  return function(index, req)
+    local route = routes[index]
+    req.route = route.name
+    if not route.query and req.query_string then
+      -- Routes without a query schema still see their parameters, decoded.
+      req.query = core.form_decode(req.query_string) or {}
+    end
+    local decoded, body_errors = decode_body(route, req)
+    if decoded == nil then return body_errors end
+    local status, body, headers = run_policy(gen, route, req)
+    if status then return status, body, headers end
+    status, body, headers = validate_input(route, req, (not decoded) and body_errors or nil)
+    if status then return status, body, headers end
+    status, body, headers = route.handler(req)
+    if status == nil then
+      -- `return nil, err` from a handler: a runtime outcome such as a database outage.
+      return error_response(body)
+    end
+    return status, body, headers
+  end
+end
+
+return M

@@ -1,0 +1,113 @@
+/* response.c: HTTP/1.1 response serialisation and the host's error envelope (see response.h). */
+#include "response.h"
+
+#include <string.h>
+#include <time.h>
+
+const char *lh_status_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 417: return "Expectation Failed";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+  }
+}
+
+/* The Date header changes once a second: format it once per second per thread. */
+static __thread time_t date_cached_at;
+static __thread char date_cached[40];
+
+static const char *http_date(void) {
+  time_t now = time(NULL);
+  if (now != date_cached_at) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date_cached, sizeof(date_cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    date_cached_at = now;
+  }
+  return date_cached;
+}
+
+void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r) {
+  lh_buf_reserve(out, 256 + r->extra_len + r->body_len);
+  lh_buf_puts(out, "HTTP/1.1 ");
+  lh_buf_put_u64(out, (unsigned long long)r->status);
+  lh_buf_putc(out, ' ');
+  lh_buf_puts(out, lh_status_reason(r->status));
+  lh_buf_puts(out, "\r\nServer: luahost\r\nDate: ");
+  lh_buf_puts(out, http_date());
+  lh_buf_puts(out, "\r\nContent-Type: ");
+  lh_buf_puts(out, r->content_type ? r->content_type : "application/json");
+  lh_buf_puts(out, "\r\nContent-Length: ");
+  lh_buf_put_u64(out, (unsigned long long)r->body_len);
+  lh_buf_puts(out, "\r\nX-Content-Type-Options: nosniff\r\n");
+  if (r->request_id) {
+    lh_buf_puts(out, "X-Request-Id: ");
+    lh_buf_puts(out, r->request_id);
+    lh_buf_puts(out, "\r\n");
+  }
+  if (!r->keep_alive)
+    lh_buf_puts(out, "Connection: close\r\n");
+  if (r->extra_len)
+    lh_buf_append(out, r->extra, r->extra_len);
+  lh_buf_puts(out, "\r\n");
+  if (!r->head && r->body_len)
+    lh_buf_append(out, r->body, r->body_len);
+}
+
+void lh_envelope_error(lh_buf_t *body, const char *message, const char *code) {
+  lh_buf_puts(body, "{\"message\":");
+  lh_buf_put_json_string(body, message, strlen(message));
+  lh_buf_puts(body, ",\"response_status\":false,\"response_data\":{\"code\":");
+  lh_buf_put_json_string(body, code, strlen(code));
+  lh_buf_puts(body, "}}");
+}
+
+static int is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+    return 1;
+  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+int lh_header_is_valid(const char *name, size_t nlen, const char *value, size_t vlen) {
+  if (nlen == 0)
+    return 0;
+  for (size_t i = 0; i < nlen; i++)
+    if (!is_tchar((unsigned char)name[i]))
+      return 0;
+  for (size_t i = 0; i < vlen; i++) {
+    unsigned char c = (unsigned char)value[i];
+    if (c == '\r' || c == '\n' || c == '\0')
+      return 0;
+  }
+  return 1;
+}

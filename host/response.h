@@ -1,0 +1,31 @@
+/* response.h: serialises HTTP responses and the host's own error envelopes.
+ * Every response carries Content-Type, Content-Length, X-Request-Id and
+ * X-Content-Type-Options: nosniff; the host's own errors are
+ * {"message": ..., "response_status": false, "response_data": {"code": ...}}. */
+#ifndef LH_RESPONSE_H
+#define LH_RESPONSE_H
+
+#include <stddef.h>
+#include "buf.h"
+
+typedef struct {
+  int status;
+  const char *content_type; /* NULL: application/json */
+  const char *request_id;
+  int keep_alive;
+  int head;                 /* HEAD: Content-Length of the body, but no body bytes */
+  const char *extra;        /* preformatted header lines ("Name: value\r\n"...), may be NULL */
+  size_t extra_len;
+  const char *body;
+  size_t body_len;
+} lh_resp_t;
+
+const char *lh_status_reason(int status);
+/* Appends the whole response to out. */
+void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r);
+/* Appends an error envelope body: response_data is {"code": code}. */
+void lh_envelope_error(lh_buf_t *body, const char *message, const char *code);
+/* True when a header line may be sent as given: a token name and a value without CR, LF or NUL. */
+int lh_header_is_valid(const char *name, size_t nlen, const char *value, size_t vlen);
+
+#endif

@@ -1,0 +1,272 @@
+/* server.c: the process and its workers (see server.h).
+ *
+ * Each worker thread owns a loop, a listener bound with SO_REUSEPORT to the same address (the
+ * kernel spreads connections across them), a completion queue for pool jobs and its own Lua state.
+ * Shutdown (SIGTERM/SIGINT): /readyz turns 503 at once so load balancers stop sending, after
+ * drain_delay_ms the listeners close, idle connections close, in-flight requests finish (their
+ * connections close after the response) within shutdown_grace_ms, and the process exits 0. */
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sodium.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "lh.h"
+#include "log.h"
+
+static int parse_listen(const char *listen, char *host, size_t hostlen, int *port) {
+  const char *colon = strrchr(listen, ':');
+  if (!colon || colon == listen)
+    return LH_EINVAL;
+  size_t hl = (size_t)(colon - listen);
+  const char *h = listen;
+  if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+    h++;
+    hl -= 2;
+  }
+  if (hl >= hostlen)
+    return LH_EINVAL;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  *port = atoi(colon + 1);
+  return 0;
+}
+
+static int bind_listener(lh_worker_t *w, char *err, size_t errlen) {
+  lh_server_t *srv = w->srv;
+  struct sockaddr_storage ss;
+  int rc;
+  if (strchr(srv->host, ':'))
+    rc = uv_ip6_addr(srv->host, srv->port, (struct sockaddr_in6 *)&ss);
+  else
+    rc = uv_ip4_addr(srv->host, srv->port, (struct sockaddr_in *)&ss);
+  if (rc != 0) {
+    snprintf(err, errlen, "listen: invalid address %s", srv->cfg->listen);
+    return LH_EINVAL;
+  }
+  rc = uv_tcp_init_ex(&w->loop, &w->listener, ss.ss_family);
+  if (rc != 0) {
+    snprintf(err, errlen, "listen: %s", uv_strerror(rc));
+    return LH_EIO;
+  }
+  w->listener.data = w;
+  uv_os_fd_t fd;
+  int one = 1;
+  /* libuv 1.44 has no flag for SO_REUSEPORT: set it on the socket before bind. */
+  if (uv_fileno((uv_handle_t *)&w->listener, &fd) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    snprintf(err, errlen, "listen: cannot set SO_REUSEPORT");
+    return LH_EIO;
+  }
+  rc = uv_tcp_bind(&w->listener, (struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&w->listener, 1024, lh_conn_on_connection);
+  if (rc != 0) {
+    snprintf(err, errlen, "listen on %s: %s", srv->cfg->listen, uv_strerror(rc));
+    return LH_EIO;
+  }
+  if (srv->port == 0) {
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&w->listener, (struct sockaddr *)&bound, &len);
+    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+  }
+  return 0;
+}
+
+static void close_cb_noop(uv_handle_t *h) {
+  (void)h;
+}
+
+static void worker_finish(lh_worker_t *w) {
+  uv_timer_stop(&w->grace);
+  if (!uv_is_closing((uv_handle_t *)&w->grace))
+    uv_close((uv_handle_t *)&w->grace, close_cb_noop);
+  if (!uv_is_closing((uv_handle_t *)&w->wakeup))
+    uv_close((uv_handle_t *)&w->wakeup, close_cb_noop);
+  if (!uv_is_closing((uv_handle_t *)&w->listener))
+    uv_close((uv_handle_t *)&w->listener, close_cb_noop);
+  if (w->cq) {
+    lh_cq_close(w->cq);
+    w->cq = NULL;
+  }
+}
+
+static void on_grace_over(lh_worker_t *w) {
+  lh_warn("worker %d: shutdown grace period over, closing remaining connections", w->id);
+  lh_conn_close_all(w);
+}
+
+static void on_stop_tick(uv_timer_t *t) {
+  lh_worker_t *w = t->data;
+  if (!w->conns && !lh_vm_busy(w->vm)) {
+    worker_finish(w);
+    return;
+  }
+  if (w->stopping == 1 && uv_now(&w->loop) >= w->grace_deadline) {
+    w->stopping = 2;
+    on_grace_over(w);
+  }
+}
+
+static void on_wakeup(uv_async_t *a) {
+  lh_worker_t *w = a->data;
+  if (w->stopping)
+    return;
+  w->stopping = 1;
+  uv_close((uv_handle_t *)&w->listener, close_cb_noop);
+  lh_conn_close_idle(w);
+  w->grace_deadline = uv_now(&w->loop) + (uint64_t)w->srv->cfg->shutdown_grace_ms;
+  uv_timer_start(&w->grace, on_stop_tick, 0, 20);
+}
+
+static void worker_main(void *arg) {
+  lh_worker_t *w = arg;
+  const lh_config_t *cfg = w->srv->cfg;
+  int rc = uv_loop_init(&w->loop);
+  if (rc != 0) {
+    snprintf(w->start_err, sizeof(w->start_err), "loop: %s", uv_strerror(rc));
+    w->start_rc = LH_EIO;
+    uv_sem_post(&w->started);
+    return;
+  }
+  lh_buf_init(&w->out);
+  uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+  w->wakeup.data = w;
+  uv_timer_init(&w->loop, &w->grace);
+  w->grace.data = w;
+  rc = lh_cq_create(&w->cq, &w->loop);
+  if (rc != 0)
+    snprintf(w->start_err, sizeof(w->start_err), "completion queue: %s", lh_strerror(rc));
+  if (rc == 0)
+    rc = lh_vm_create(&w->vm, cfg, &w->loop, w->cq, w->start_err, sizeof(w->start_err));
+  if (rc == 0)
+    rc = bind_listener(w, w->start_err, sizeof(w->start_err));
+  w->start_rc = rc;
+  if (rc != 0) {
+    if (uv_is_active((uv_handle_t *)&w->listener) || w->listener.loop)
+      uv_close((uv_handle_t *)&w->listener, close_cb_noop);
+    w->listener.loop = NULL;
+    worker_finish(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    lh_vm_free(w->vm);
+    w->vm = NULL;
+    uv_loop_close(&w->loop);
+    lh_buf_free(&w->out);
+    uv_sem_post(&w->started);
+    return;
+  }
+  uv_sem_post(&w->started);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  lh_vm_free(w->vm);
+  w->vm = NULL;
+  if (uv_loop_close(&w->loop) != 0)
+    lh_warn("worker %d: handles left open at exit", w->id);
+  lh_buf_free(&w->out);
+}
+
+int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t errlen) {
+  memset(srv, 0, sizeof(*srv));
+  srv->cfg = cfg;
+  if (parse_listen(cfg->listen, srv->host, sizeof(srv->host), &srv->port) != 0) {
+    snprintf(err, errlen, "listen: expected host:port, got '%s'", cfg->listen);
+    return LH_EINVAL;
+  }
+  unsigned char rnd[4];
+  randombytes_buf(rnd, sizeof(rnd));
+  sodium_bin2hex(srv->id_prefix, sizeof(srv->id_prefix), rnd, sizeof(rnd));
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  srv->nworkers = cfg->workers > 0 ? cfg->workers : (cores > 0 ? (int)cores : 1);
+  srv->workers = calloc((size_t)srv->nworkers, sizeof(lh_worker_t));
+  if (!srv->workers) {
+    snprintf(err, errlen, "out of memory");
+    return LH_ENOMEM;
+  }
+  /* Worker 0 starts alone first: with port 0 it picks the port the others then share. */
+  for (int i = 0; i < srv->nworkers; i++) {
+    lh_worker_t *w = &srv->workers[i];
+    w->srv = srv;
+    w->id = i;
+    w->limits.max_url_bytes = (size_t)cfg->max_url_bytes;
+    w->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
+    w->limits.max_header_fields = (size_t)cfg->max_header_fields;
+    w->limits.max_body_bytes = (size_t)cfg->max_body_bytes;
+    uv_sem_init(&w->started, 0);
+    if (uv_thread_create(&w->thread, worker_main, w) != 0) {
+      snprintf(err, errlen, "cannot start worker thread %d", i);
+      srv->nworkers = i;
+      return LH_EIO;
+    }
+    uv_sem_wait(&w->started);
+    if (w->start_rc != 0) {
+      snprintf(err, errlen, "%s", w->start_err);
+      uv_thread_join(&w->thread);
+      srv->nworkers = i;
+      return w->start_rc;
+    }
+  }
+  lh_info("luahost listening on %s:%d with %d workers, script generation %s", srv->host, srv->port,
+          srv->nworkers, lh_vm_generation(srv->workers[0].vm));
+  return 0;
+}
+
+typedef struct {
+  lh_server_t *srv;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t drain;
+  int signalled;
+} lh_main_t;
+
+static void stop_workers(lh_server_t *srv) {
+  for (int i = 0; i < srv->nworkers; i++)
+    uv_async_send(&srv->workers[i].wakeup);
+}
+
+static void on_drained(uv_timer_t *t) {
+  lh_main_t *m = t->data;
+  stop_workers(m->srv);
+  uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->sigint, NULL);
+  uv_close((uv_handle_t *)&m->drain, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  lh_main_t *m = s->data;
+  if (m->signalled++) {
+    lh_warn("second signal: exiting now");
+    _exit(1);
+  }
+  lh_info("received %s: draining for %d ms, then stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+          m->srv->cfg->drain_delay_ms);
+  atomic_store(&m->srv->draining, 1);
+  uv_timer_start(&m->drain, on_drained, (uint64_t)m->srv->cfg->drain_delay_ms, 0);
+}
+
+int lh_server_run(lh_server_t *srv) {
+  uv_loop_t loop;
+  lh_main_t m = {0};
+  m.srv = srv;
+  uv_loop_init(&loop);
+  uv_signal_init(&loop, &m.sigterm);
+  uv_signal_init(&loop, &m.sigint);
+  uv_timer_init(&loop, &m.drain);
+  m.sigterm.data = m.sigint.data = m.drain.data = &m;
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  for (int i = 0; i < srv->nworkers; i++) {
+    uv_thread_join(&srv->workers[i].thread);
+    uv_sem_destroy(&srv->workers[i].started);
+  }
+  free(srv->workers);
+  srv->workers = NULL;
+  lh_info("luahost stopped");
+  return 0;
+}

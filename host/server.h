@@ -1,0 +1,61 @@
+/* server.h: the process (listen address, workers, signals, shutdown) and each worker thread
+ * (its loop, listener, Lua state and connections). Workers share only what is immutable or
+ * thread-safe: the configuration, the job pools and the atomic counters below. */
+#ifndef LH_SERVER_H
+#define LH_SERVER_H
+
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "jobs.h"
+#include "vm.h"
+
+typedef struct lh_server_s lh_server_t;
+typedef struct lh_worker_s lh_worker_t;
+struct lh_conn_s;
+
+struct lh_worker_s {
+  lh_server_t *srv;
+  int id;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_async_t wakeup; /* "stop" from the main thread */
+  uv_timer_t grace;  /* bounds the wait for in-flight requests at shutdown */
+  lh_cq_t *cq;
+  lh_vm_t *vm;
+  lh_http_limits_t limits;
+  struct lh_conn_s *conns; /* every open connection, for shutdown */
+  int stopping;      /* 1: draining, 2: grace period over */
+  uint64_t grace_deadline; /* loop time */
+  int start_rc; /* result of start-up, read by the main thread */
+  char start_err[512];
+  uv_sem_t started;
+  unsigned long long next_request;
+  lh_buf_t out; /* response scratch buffer, reused */
+  char read_buf[65536];
+};
+
+#define LH_STATUS_SLOTS 600
+
+struct lh_server_s {
+  const lh_config_t *cfg;
+  int nworkers;
+  lh_worker_t *workers;
+  char host[256];
+  int port; /* the bound port (resolved when the configuration asks for port 0) */
+  atomic_int connections;
+  atomic_int draining; /* /readyz answers 503 */
+  atomic_ullong status_count[LH_STATUS_SLOTS];
+  atomic_ullong requests;
+  char id_prefix[9]; /* random per process: request ids are unique across restarts */
+};
+
+/* Starts the workers (each binds its own SO_REUSEPORT listener). On failure err says why. */
+int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t errlen);
+/* Runs until SIGTERM or SIGINT, then drains and stops the workers. Returns the exit code. */
+int lh_server_run(lh_server_t *srv);
+
+#endif

@@ -1,0 +1,44 @@
+/* vm.h: one worker's Lua state for one generation of scripts: creation (host modules, sandbox,
+ * loading and validating the scripts, building the C router), and running a request as a
+ * coroutine under the script time budget. A VM belongs to the thread that created it. */
+#ifndef LH_VM_H
+#define LH_VM_H
+
+#include <uv.h>
+#include "buf.h"
+#include "config.h"
+#include "http.h"
+#include "jobs.h"
+#include "router.h"
+
+typedef struct lh_vm_s lh_vm_t;
+typedef struct lh_exchange_s lh_exchange_t;
+
+/* One request and its response, owned by the connection. The VM fills the response fields and
+ * calls `done` exactly once (possibly before lh_vm_dispatch returns). */
+struct lh_exchange_s {
+  const lh_request_t *req;
+  const char *request_id;
+  const char *client_addr;
+  lh_route_match_t match;
+  /* response */
+  int status;
+  lh_buf_t headers; /* extra header lines, "Name: value\r\n" */
+  lh_buf_t body;
+  char content_type[128]; /* empty: application/json */
+  void (*done)(lh_exchange_t *ex);
+};
+
+/* Reads and validates the scripts in cfg->scripts and builds the state. On failure writes
+ * "file:line: message" to err and returns LH_EINVAL. */
+int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t *cq, char *err,
+                 size_t errlen);
+/* Frees the state; only when no request is running on it (lh_vm_busy == 0). */
+void lh_vm_free(lh_vm_t *vm);
+int lh_vm_busy(const lh_vm_t *vm);
+const lh_router_t *lh_vm_router(const lh_vm_t *vm);
+const char *lh_vm_generation(const lh_vm_t *vm);
+/* Runs the route in ex->match for ex->req. */
+void lh_vm_dispatch(lh_vm_t *vm, lh_exchange_t *ex);
+
+#endif

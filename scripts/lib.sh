@@ -1,0 +1,56 @@
+# scripts/lib.sh: shared by scripts/run and scripts/test (sourced, not run). Installs what the
+# project needs on a fresh Debian 12 machine and builds it. Every step checks before it acts, so a
+# second run on a warm machine costs seconds.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+
+# Debian packages: the C stack, the Lua test runner, and the tools the tests and benchmarks use.
+LH_APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libluajit2-5.1-dev luajit2 libuv1-dev node-llhttp libmongoc-dev libjwt-dev libjansson-dev
+  libsodium-dev libcrypt-dev lua-busted
+  valgrind wrk nginx libnginx-mod-http-lua python3-venv curl
+)
+
+log() { echo "==> $*" >&2; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+  local missing=()
+  for p in "${LH_APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$p")
+    fi
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    # luajit2 (OpenResty's branch) conflicts with Debian's luajit: never install both.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+}
+
+# Python for the black-box tests (pytest, and pymongo to look at the database directly).
+install_test_venv() {
+  local venv="$TOOLS/venv"
+  if [[ ! -x "$venv/bin/pytest" ]] || ! "$venv/bin/python" -c "import pymongo" 2>/dev/null; then
+    log "creating the test virtualenv in .tools/venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check pytest pymongo
+  fi
+}
+
+# build DIR [cmake args...]
+build() {
+  local dir="$1"
+  shift
+  if [[ ! -f "$ROOT/$dir/build.ninja" ]]; then
+    cmake -S "$ROOT" -B "$ROOT/$dir" -G Ninja "$@" >/dev/null
+  fi
+  ninja -C "$ROOT/$dir" >&2
+}

@@ -1,0 +1,214 @@
+"""Black-box test harness: starts the real luahost binary on a free loopback port, with fixture
+scripts and a real MongoDB-compatible server, and speaks HTTP to it over real sockets.
+
+Environment (set by scripts/test):
+  LH_TEST_BINARY        path to the luahost binary (default build/luahost)
+  LH_TEST_MONGODB_URI   the test database (FerretDB or SecantusDB)
+  LH_TEST_DB_KIND       "ferretdb" or "secantus", for the few places where servers differ
+  LH_TEST_SANITIZED     set when the binary is the ASan+UBSan build (timing assertions relaxed)
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("LH_TEST_BINARY", os.path.join(ROOT, "build", "luahost"))
+MONGODB_URI = os.environ.get("LH_TEST_MONGODB_URI", "mongodb://127.0.0.1:27017")
+DB_KIND = os.environ.get("LH_TEST_DB_KIND", "ferretdb")
+SANITIZED = bool(os.environ.get("LH_TEST_SANITIZED"))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+TEST_SECRET = "t" * 48
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Host:
+    """A running luahost process."""
+
+    def __init__(self, scripts, env=None, workers=1, tmp_path=None):
+        self.port = free_port()
+        self.scripts = scripts
+        self.env = dict(os.environ)
+        # Only LUAHOST_* from the test decide the configuration.
+        for k in list(self.env):
+            if k.startswith("LUAHOST_"):
+                del self.env[k]
+        self.db_name = "lh_test_" + uuid.uuid4().hex[:12]
+        self.env.update({
+            "LUAHOST_LISTEN": f"127.0.0.1:{self.port}",
+            "LUAHOST_WORKERS": str(workers),
+            "LUAHOST_SCRIPTS": scripts,
+            "LUAHOST_MONGODB_URI": MONGODB_URI,
+            "LUAHOST_DB": self.db_name,
+            "LUAHOST_JWT_SECRET": TEST_SECRET,
+            "LUAHOST_LOG_LEVEL": "info",
+            "LUAHOST_DB_TIMEOUT_MS": "3000",
+            # Tests may lower hashing cost (ARCHITECTURE §8), except the ones that measure it.
+            "LUAHOST_ARGON2_T": "1",
+            "LUAHOST_ARGON2_M_KIB": "8192",
+            "LUAHOST_BCRYPT_COST": "4",
+            "LUAHOST_CONFIG": os.path.join(FIXTURES, "empty.conf"),
+        })
+        if env:
+            self.env.update(env)
+        self.log_path = os.path.join(str(tmp_path or "/tmp"), f"luahost-{self.port}.log")
+        self.log = open(self.log_path, "w+b")
+        self.proc = subprocess.Popen([BINARY], cwd=ROOT, env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"luahost exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    if s.recv(100).startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("luahost did not become ready:\n" + self.logs())
+
+    def logs(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("luahost did not stop on SIGTERM:\n" + self.logs())
+        text = self.logs()
+        self.log.close()
+        assert "ERROR: AddressSanitizer" not in text, text
+        assert "runtime error:" not in text, text
+        assert "LeakSanitizer" not in text, text
+        return self.proc.returncode
+
+    # -- HTTP helpers --
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        """One request on a new connection; returns Response."""
+        hdrs = {"Host": "test", "Connection": "close"}
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            hdrs["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode()
+        if body is not None:
+            hdrs["Content-Length"] = str(len(body))
+        if headers:
+            hdrs.update(headers)
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items() if v is not None)
+        data = head.encode() + b"\r\n" + (body or b"")
+        return parse_one(raw(self.port, data, timeout=timeout), method == "HEAD")
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+
+def raw(port, data, timeout=10, shutdown=False):
+    """Sends bytes, reads until the server closes (or timeout); returns all bytes read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if shutdown:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+class Response:
+    def __init__(self, status, headers, body, raw_head):
+        self.status = status
+        self.headers = headers  # lower-cased names -> value (last wins)
+        self.body = body
+        self.raw_head = raw_head
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.body[:300]!r}>"
+
+
+def parse_all(data, head_only=False):
+    """Parses a sequence of HTTP/1.1 responses (Content-Length framed)."""
+    out = []
+    while data:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            raise ValueError(f"incomplete response: {data[:200]!r}")
+        head = data[:end].decode("latin-1")
+        lines = head.split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        n = 0 if (head_only or status in (100, 204, 304)) else int(headers.get("content-length", "0"))
+        body = data[end + 4:end + 4 + n]
+        out.append(Response(status, headers, body, head))
+        data = data[end + 4 + n:]
+    return out
+
+
+def parse_one(data, head_only=False):
+    rs = parse_all(data, head_only)
+    assert len(rs) >= 1, data
+    return rs[-1] if rs[0].status == 100 else rs[0]
+
+
+@pytest.fixture
+def start_host(tmp_path):
+    hosts = []
+
+    def start(scripts="runtime", env=None, workers=1):
+        path = scripts if os.path.isabs(scripts) else os.path.join(FIXTURES, scripts)
+        h = Host(path, env=env, workers=workers, tmp_path=tmp_path)
+        hosts.append(h)
+        return h
+
+    yield start
+    for h in hosts:
+        h.stop()
+
+
+@pytest.fixture
+def host(start_host):
+    return start_host("runtime")
+
+
+def timing_factor():
+    return 5.0 if SANITIZED else 1.0
