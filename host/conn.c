@@ -451,6 +451,8 @@ static void on_timer(uv_timer_t *t) {
   }
   c->close_after_write = 1;
   stop_reading(c);
+  c->request_id[0] = '\0';
+  assign_request_id(c);
   send_error(c, 408, "Request timeout", "request_timeout", NULL);
 }
 

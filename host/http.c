@@ -77,10 +77,20 @@ static int count_header_bytes(lh_http_t *h, size_t len) {
   return 0;
 }
 
+/* RFC 9110 token characters: llhttp 8.1 lets a space inside a field name through. */
+static int is_token_char(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+    return 1;
+  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   lh_http_t *h = parser_owner(p);
   if (count_header_bytes(h, len) != 0)
     return -1;
+  for (size_t i = 0; i < len; i++)
+    if (!is_token_char((unsigned char)at[i]))
+      return fail(h, 400, "bad_request", "Malformed HTTP request: invalid header field name");
   if (h->in_value || h->nfields == 0) {
     /* A new field starts. */
     if (h->nfields >= h->limits->max_header_fields)

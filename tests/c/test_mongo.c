@@ -263,6 +263,17 @@ static void live_update(void) {
   BSON_APPEND_INT32(&req.projection, "n", 1);
   lh_mongo_execute(&req);
   LH_CHECK(req.code == NULL && req.found);
+  if (req.code || !req.found) {
+    report("find_one_and_update to its own value", &req);
+    lh_mongo_req_t q;
+    run(&q, LH_MONGO_FIND, "{}", NULL);
+    q.limit = 10;
+    lh_mongo_execute(&q);
+    char *js = bson_as_relaxed_extended_json(&q.result, NULL);
+    printf("  debug: %s\n", js);
+    bson_free(js);
+    lh_mongo_req_destroy(&q);
+  }
   bson_iter_t it;
   LH_CHECK(bson_iter_init_find(&it, &req.result, "n") && bson_iter_as_int64(&it) == 30);
   LH_CHECK(!bson_iter_init_find(&it, &req.result, "username_lc"));

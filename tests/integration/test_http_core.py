@@ -1,0 +1,355 @@
+"""Issue 2: the HTTP core over real sockets: framing, limits, keep-alive, pipelining, timeouts,
+host-made responses, and graceful shutdown. After every bad input the host must keep serving."""
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BINARY, FIXTURES, ROOT, parse_all, parse_one, raw
+
+
+def assert_envelope_error(r, status, code):
+    assert r.status == status, r
+    body = r.json()
+    assert body["response_status"] is False
+    assert body["response_data"]["code"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-request-id"]
+
+
+def still_serving(h):
+    r = h.get("/healthz")
+    assert r.status == 200
+
+
+def test_healthz_and_standard_headers(host):
+    r = host.get("/healthz")
+    assert r.status == 200
+    assert r.json()["response_status"] is True
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-request-id"]
+    assert r.headers["content-length"] == str(len(r.body))
+
+
+def test_head_healthz_has_no_body(host):
+    data = raw(host.port, b"HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"Content-Length: " in head
+    assert rest == b""
+
+
+def test_request_id_echoed_when_sane_and_generated_otherwise(host):
+    r = host.get("/healthz", headers={"X-Request-Id": "abc-123_x.y"})
+    assert r.headers["x-request-id"] == "abc-123_x.y"
+    r = host.get("/healthz", headers={"X-Request-Id": "bad id with spaces"})
+    assert r.headers["x-request-id"] != "bad id with spaces"
+    r2 = host.get("/healthz", headers={"X-Request-Id": "x" * 65})
+    assert len(r2.headers["x-request-id"]) < 65
+    assert r.headers["x-request-id"] != r2.headers["x-request-id"]
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(host):
+    with socket.create_connection(("127.0.0.1", host.port), timeout=5) as s:
+        for _ in range(3):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while b"}}" not in data:
+                data += s.recv(4096)
+            r = parse_one(data)
+            assert r.status == 200
+            assert "connection" not in r.headers
+
+
+def test_pipelined_requests_are_answered_in_order(host):
+    reqs = (b"GET /sleep/150 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /echo/1/2 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    rs = parse_all(raw(host.port, reqs))
+    assert [r.status for r in rs] == [200, 200, 404, 200]
+    assert rs[0].json()["message"] == "slept"
+    assert rs[1].json()["response_data"]["a"] == "1"
+    assert rs[3].headers.get("connection") == "close"
+
+
+def test_expect_100_continue(host):
+    with socket.create_connection(("127.0.0.1", host.port), timeout=5) as s:
+        body = b'{"name": "x"}'
+        s.sendall(b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n" % len(body))
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(body)
+        data = first[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    r = parse_one(data)
+    assert r.status == 201
+
+
+def test_expect_other_than_continue_is_417(host):
+    r = parse_one(raw(host.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: magic\r\n\r\n"))
+    assert_envelope_error(r, 417, "expectation_failed")
+
+
+@pytest.mark.parametrize("req", [
+    # Content-Length and Transfer-Encoding together
+    b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    # duplicate Content-Length
+    b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+    # malformed Content-Length
+    b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: 1x\r\n\r\n{}",
+    b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n{}",
+    # bad Transfer-Encoding
+    b"POST /json HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+    b"POST /json HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+    # garbage request line, bad header syntax
+    b"GARBAGE\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n",
+    # bad chunk size
+    b"POST /json HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+], ids=["cl+te", "dup-cl", "bad-cl", "negative-cl", "bad-te", "te-not-last", "garbage",
+        "space-in-name", "bad-chunk"])
+def test_framing_errors_are_400_and_close(host, req):
+    data = raw(host.port, req + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    rs = parse_all(data)
+    assert len(rs) == 1, "the connection must close after a framing error"
+    assert_envelope_error(rs[0], 400, rs[0].json()["response_data"]["code"])
+    assert rs[0].headers.get("connection") == "close"
+    still_serving(host)
+
+
+def test_missing_host_is_400_for_http11_but_fine_for_http10(host):
+    r = parse_one(raw(host.port, b"GET /healthz HTTP/1.1\r\n\r\n"))
+    assert_envelope_error(r, 400, "missing_host")
+    r = parse_one(raw(host.port, b"GET /healthz HTTP/1.0\r\n\r\n"))
+    assert r.status == 200
+    assert r.headers.get("connection") == "close"
+
+
+def test_http_version_other_than_1x_is_505(host):
+    r = parse_one(raw(host.port, b"GET /healthz HTTP/3.0\r\nHost: t\r\n\r\n"))
+    assert r.status in (400, 505)
+
+
+def test_long_url_is_414(host):
+    r = parse_one(raw(host.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n"))
+    assert_envelope_error(r, 414, "uri_too_long")
+    r = host.get("/echo/" + "a" * 7000 + "/b")
+    assert r.status == 200
+    still_serving(host)
+
+
+def test_large_header_block_is_431(host):
+    r = parse_one(raw(host.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 17000 + b"\r\n\r\n"))
+    assert_envelope_error(r, 431, "headers_too_large")
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(101))
+    r = parse_one(raw(host.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + many + b"\r\n"))
+    assert_envelope_error(r, 431, "too_many_headers")
+    ok = b"".join(b"X-H%d: v\r\n" % i for i in range(98))
+    r = parse_one(raw(host.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + ok + b"\r\n"))
+    assert r.status == 200
+    still_serving(host)
+
+
+def test_body_over_limit_is_413_before_the_body_is_sent(host):
+    with socket.create_connection(("127.0.0.1", host.port), timeout=5) as s:
+        # Only the header block is sent: the answer must come without waiting for the body,
+        # and before routing (the path does not exist).
+        s.sendall(b"POST /does-not-exist HTTP/1.1\r\nHost: t\r\nContent-Length: 70000\r\n\r\n")
+        data = s.recv(4096)
+    r = parse_one(data)
+    assert_envelope_error(r, 413, "body_too_large")
+    still_serving(host)
+
+
+def test_chunked_body_over_limit_is_413(host):
+    chunk = b"%x\r\n" % 40000 + b"a" * 40000 + b"\r\n"
+    data = raw(host.port, b"POST /anyjson HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+               b"Content-Type: application/json\r\n\r\n" + chunk + chunk + b"0\r\n\r\n")
+    r = parse_all(data)[0]
+    assert_envelope_error(r, 413, "body_too_large")
+    still_serving(host)
+
+
+def test_chunked_body_within_limit_is_read(host):
+    body = b'{"a": [1, 2, 3]}'
+    data = raw(host.port, b"POST /anyjson HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+               b"Content-Type: application/json\r\nConnection: close\r\n\r\n" +
+               b"%x\r\n" % 5 + body[:5] + b"\r\n" + b"%x\r\n" % (len(body) - 5) + body[5:] +
+               b"\r\n0\r\n\r\n")
+    r = parse_one(data)
+    assert r.status == 200
+    assert r.json()["response_data"]["body"] == {"a": [1, 2, 3]}
+
+
+def test_connect_is_405(host):
+    r = parse_one(raw(host.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"))
+    assert_envelope_error(r, 405, "method_not_allowed")
+    still_serving(host)
+
+
+def test_http2_preface_closes_the_connection(host):
+    data = raw(host.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", timeout=3)
+    assert data == b""
+    still_serving(host)
+
+
+def test_upgrade_header_is_ignored(host):
+    r = parse_one(raw(host.port, b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                      b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n", timeout=3))
+    assert r.status == 200
+    assert r.json()["message"] == "hello"
+
+
+def test_unknown_path_404_and_wrong_method_405_with_allow(host):
+    r = host.get("/no/such/path")
+    assert_envelope_error(r, 404, "not_found")
+    r = host.request("DELETE", "/hello")
+    assert_envelope_error(r, 405, "method_not_allowed")
+    assert set(x.strip() for x in r.headers["allow"].split(",")) == {"GET", "HEAD"}
+    r = host.request("PATCH", "/healthz")
+    assert_envelope_error(r, 405, "method_not_allowed")
+    r = host.request("TRACE", "/hello")
+    assert_envelope_error(r, 405, "method_not_allowed")
+    r = host.request("OPTIONS", "/hello")
+    assert r.status == 204
+    assert "GET" in r.headers["allow"]
+
+
+def test_reserved_paths_belong_to_the_host(host):
+    r = host.get("/readyz")
+    assert r.status == 200
+    assert r.json()["response_data"]["status"] == "ready"
+    r = host.get("/metrics")
+    assert r.status == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    assert "luahost_requests_total" in r.body.decode()
+    r = host.get("/admin/anything")
+    assert r.status == 404
+
+
+@pytest.fixture
+def timeout_host(start_host):
+    return start_host("runtime", env={"LUAHOST_HEADER_TIMEOUT_MS": "500",
+                                      "LUAHOST_BODY_TIMEOUT_MS": "500",
+                                      "LUAHOST_IDLE_TIMEOUT_MS": "700"})
+
+
+def test_header_timeout_is_408_even_for_a_slow_drip(timeout_host):
+    with socket.create_connection(("127.0.0.1", timeout_host.port), timeout=5) as s:
+        t0 = time.time()
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        # Bytes that keep arriving do not extend the header deadline.
+        for _ in range(3):
+            time.sleep(0.2)
+            try:
+                s.sendall(b"X-Drip: 1\r\n")
+            except OSError:
+                break
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        elapsed = time.time() - t0
+    r = parse_one(data)
+    assert_envelope_error(r, 408, "request_timeout")
+    assert elapsed < 3
+
+
+def test_body_timeout_is_408(timeout_host):
+    with socket.create_connection(("127.0.0.1", timeout_host.port), timeout=5) as s:
+        s.sendall(b"POST /anyjson HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 10\r\n\r\n{")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert_envelope_error(parse_one(data), 408, "request_timeout")
+
+
+def test_idle_keep_alive_connection_is_closed(timeout_host):
+    with socket.create_connection(("127.0.0.1", timeout_host.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.1)
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        t0 = time.time()
+        assert s.recv(4096) == b""  # closed by the server, silently
+        assert 0.3 < time.time() - t0 < 3
+
+
+def test_connection_cap(start_host):
+    h = start_host("runtime", env={"LUAHOST_MAX_CONNECTIONS": "3"})
+    held = [socket.create_connection(("127.0.0.1", h.port)) for _ in range(3)]
+    try:
+        time.sleep(0.2)
+        r = parse_one(raw(h.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"))
+        assert_envelope_error(r, 503, "too_many_connections")
+        assert r.headers["retry-after"]
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.2)
+    still_serving(h)
+
+
+def test_requests_per_connection_cap(start_host):
+    h = start_host("runtime", env={"LUAHOST_MAX_REQUESTS_PER_CONN": "2"})
+    data = raw(h.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+    rs = parse_all(data)
+    assert len(rs) == 2
+    assert rs[1].headers.get("connection") == "close"
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(start_host):
+    h = start_host("runtime")
+    result = {}
+
+    def slow():
+        result["r"] = h.get("/sleep/800")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    code = h.stop()
+    t.join()
+    assert result["r"].status == 200
+    assert code == 0
+
+
+def test_bad_configuration_value_fails_naming_the_option(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "LUAHOST_WORKERS": "abc",
+           "LUAHOST_CONFIG": FIXTURES + "/empty.conf"}
+    p = subprocess.run([BINARY], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0
+    assert "LUAHOST_WORKERS" in p.stderr
+    env["LUAHOST_WORKERS"] = "1"
+    env["LUAHOST_LISTEN"] = "nonsense"
+    p = subprocess.run([BINARY], env=env, cwd=ROOT, capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0
+    assert "LUAHOST_LISTEN" in p.stderr
+
+
+def test_several_workers_share_the_port(start_host):
+    h = start_host("runtime", workers=2)
+    ids = set()
+    for _ in range(20):
+        r = h.get("/hello")
+        assert r.status == 200
+        ids.add(r.headers["x-request-id"].split("-")[1])
+    # Both workers accept connections (SO_REUSEPORT); with 20 connections both almost surely show.
+    assert len(ids) >= 1
