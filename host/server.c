@@ -55,6 +55,7 @@ static int bind_listener(lh_worker_t *w, char *err, size_t errlen) {
     return LH_EIO;
   }
   w->listener.data = w;
+  w->listener_open = 1;
   uv_os_fd_t fd;
   int one = 1;
   /* libuv 1.44 has no flag for SO_REUSEPORT: set it on the socket before bind. */
@@ -90,7 +91,7 @@ static void worker_finish(lh_worker_t *w) {
     uv_close((uv_handle_t *)&w->grace, close_cb_noop);
   if (!uv_is_closing((uv_handle_t *)&w->wakeup))
     uv_close((uv_handle_t *)&w->wakeup, close_cb_noop);
-  if (!uv_is_closing((uv_handle_t *)&w->listener))
+  if (w->listener_open && !uv_is_closing((uv_handle_t *)&w->listener))
     uv_close((uv_handle_t *)&w->listener, close_cb_noop);
   if (w->cq) {
     lh_cq_close(w->cq);
@@ -120,7 +121,8 @@ static void on_wakeup(uv_async_t *a) {
   if (w->stopping)
     return;
   w->stopping = 1;
-  uv_close((uv_handle_t *)&w->listener, close_cb_noop);
+  if (w->listener_open && !uv_is_closing((uv_handle_t *)&w->listener))
+    uv_close((uv_handle_t *)&w->listener, close_cb_noop);
   lh_conn_close_idle(w);
   w->grace_deadline = uv_now(&w->loop) + (uint64_t)w->srv->cfg->shutdown_grace_ms;
   uv_timer_start(&w->grace, on_stop_tick, 0, 20);
@@ -150,9 +152,6 @@ static void worker_main(void *arg) {
     rc = bind_listener(w, w->start_err, sizeof(w->start_err));
   w->start_rc = rc;
   if (rc != 0) {
-    if (uv_is_active((uv_handle_t *)&w->listener) || w->listener.loop)
-      uv_close((uv_handle_t *)&w->listener, close_cb_noop);
-    w->listener.loop = NULL;
     worker_finish(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     lh_vm_free(w->vm);

@@ -22,6 +22,7 @@ struct lh_worker_s {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_tcp_t listener;
+  int listener_open; /* the listener handle was initialised and must be closed */
   uv_async_t wakeup; /* "stop" from the main thread */
   uv_timer_t grace;  /* bounds the wait for in-flight requests at shutdown */
   lh_cq_t *cq;

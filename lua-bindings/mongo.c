@@ -30,12 +30,39 @@ static void set_default_ms(mongoc_uri_t *uri, const char *option, int ms) {
   }
 }
 
+/* libmongoc logs to stderr in its own format; route it through lh_log so levels and the JSON line
+ * format apply. Its "endSessions" warning at shutdown is harmless with the test servers. */
+static void route_mongoc_log(mongoc_log_level_t level, const char *domain, const char *message,
+                       void *data) {
+  lh_log_level_t lv;
+  switch (level) {
+  case MONGOC_LOG_LEVEL_ERROR:
+  case MONGOC_LOG_LEVEL_CRITICAL:
+    lv = LH_LOG_ERROR;
+    break;
+  case MONGOC_LOG_LEVEL_WARNING:
+    lv = strstr(message, "endSessions") != NULL ? LH_LOG_DEBUG : LH_LOG_WARN;
+    break;
+  case MONGOC_LOG_LEVEL_MESSAGE:
+  case MONGOC_LOG_LEVEL_INFO:
+    lv = LH_LOG_INFO;
+    break;
+  default:
+    lv = LH_LOG_DEBUG;
+    break;
+  }
+  if (lv >= lh_log_get_level()) {
+    lh_log(lv, "mongoc %s: %s", domain, message);
+  }
+}
+
 int lh_mongo_init(const lh_config_t *cfg, char *err, size_t errlen) {
   if (g_pool != NULL) {
     snprintf(err, errlen, "mongo: already initialised");
     return LH_EINVAL;
   }
   if (!g_mongoc_inited) {
+    mongoc_log_set_handler(route_mongoc_log, NULL);
     mongoc_init();
     g_mongoc_inited = 1;
   }
@@ -421,14 +448,51 @@ static void run_update_one(mongoc_collection_t *coll, lh_mongo_req_t *req) {
   bson_destroy(&reply);
 }
 
+static int truthy(const bson_iter_t *it) {
+  if (BSON_ITER_HOLDS_BOOL(it)) {
+    return bson_iter_bool(it);
+  }
+  return BSON_ITER_HOLDS_NUMBER(it) ? bson_iter_as_int64(it) != 0 : 1;
+}
+
+/* Applies a projection of top-level fields ({a: 1, b: 1} or {a: 0}; _id kept unless 0) to doc.
+ * findAndModify's own `fields` option is not implemented by FerretDB 1.24 (code 238), so
+ * find_one_and_update projects here, identically on every server. */
+static void project(const bson_t *doc, const bson_t *proj, bson_t *out) {
+  bson_iter_t p, d;
+  int include = 0, keep_id = 1;
+  if (bson_iter_init(&p, proj)) {
+    while (bson_iter_next(&p)) {
+      if (strcmp(bson_iter_key(&p), "_id") == 0) {
+        keep_id = truthy(&p);
+      } else if (truthy(&p)) {
+        include = 1;
+      }
+    }
+  }
+  if (!bson_iter_init(&d, doc)) {
+    return;
+  }
+  while (bson_iter_next(&d)) {
+    const char *k = bson_iter_key(&d);
+    int keep;
+    if (strcmp(k, "_id") == 0) {
+      keep = keep_id;
+    } else {
+      int listed = bson_iter_init_find(&p, proj, k);
+      keep = include ? listed && truthy(&p) : !(listed && !truthy(&p));
+    }
+    if (keep) {
+      bson_append_iter(out, k, (int)bson_iter_key_len(&d), &d);
+    }
+  }
+}
+
 static void run_find_one_and_update(mongoc_collection_t *coll, lh_mongo_req_t *req) {
   mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
   mongoc_find_and_modify_opts_set_update(fam, &req->update);
   mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
   mongoc_find_and_modify_opts_set_max_time_ms(fam, (uint32_t)g_timeout_ms);
-  if (!bson_empty(&req->projection)) {
-    mongoc_find_and_modify_opts_set_fields(fam, &req->projection);
-  }
   bson_t reply;
   bson_error_t error;
   bson_iter_t it;
@@ -440,7 +504,11 @@ static void run_find_one_and_update(mongoc_collection_t *coll, lh_mongo_req_t *r
     bson_t doc;
     bson_iter_document(&it, &len, &data);
     if (bson_init_static(&doc, data, len)) {
-      bson_concat(&req->result, &doc);
+      if (bson_empty(&req->projection)) {
+        bson_concat(&req->result, &doc);
+      } else {
+        project(&doc, &req->projection, &req->result);
+      }
       req->found = 1;
     }
   }

@@ -33,14 +33,14 @@ local function decode_body(route, req)
   if raw == nil then return true end
   local kind = media_kind(req.headers["content-type"])
   if not next(route.accepts) then
-    return nil, response.error(415, "unsupported_media_type", "This endpoint takes no request body")
+    return nil, { response.error(415, "unsupported_media_type", "This endpoint takes no request body") }
   end
   if not kind or not route.accepts[kind] then
     local names = {}
     if route.accepts.json then names[#names + 1] = "application/json" end
     if route.accepts.form then names[#names + 1] = "application/x-www-form-urlencoded" end
-    return nil, response.error(415, "unsupported_media_type",
-                               "Content-Type must be " .. table.concat(names, " or "))
+    return nil, { response.error(415, "unsupported_media_type",
+                                 "Content-Type must be " .. table.concat(names, " or ")) }
   end
   local value, err
   if kind == "json" then
@@ -125,7 +125,7 @@ function M.new(gen)
       req.query = core.form_decode(req.query_string) or {}
     end
     local decoded, body_errors = decode_body(route, req)
-    if decoded == nil then return body_errors end
+    if decoded == nil then return unpack(body_errors, 1, 3) end
     local status, body, headers = run_policy(gen, route, req)
     if status then return status, body, headers end
     status, body, headers = validate_input(route, req, (not decoded) and body_errors or nil)
