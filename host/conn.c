@@ -9,6 +9,7 @@
  * the header block). */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,10 @@ typedef struct lh_conn_s {
   lh_http_phase_t timer_phase;
   unsigned requests;
   unsigned long long started_ns;
-  char client[64];
+  char client[64];      /* the peer's address */
+  char client_eff[64];  /* the client's address: the peer, or X-Forwarded-For via a trusted proxy */
   char request_id[80];
+  char cors_origin[256]; /* the request's Origin when it is allowed; empty otherwise */
 } lh_conn_t;
 
 typedef struct {
@@ -197,7 +200,7 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   lh_buf_puts(&b, "{\"level\":\"info\",\"msg\":\"access\",\"request_id\":");
   lh_buf_put_json_string(&b, c->request_id, strlen(c->request_id));
   lh_buf_puts(&b, ",\"client\":");
-  lh_buf_put_json_string(&b, c->client, strlen(c->client));
+  lh_buf_put_json_string(&b, c->client_eff[0] ? c->client_eff : c->client, strlen(c->client_eff[0] ? c->client_eff : c->client));
   lh_buf_puts(&b, ",\"method\":");
   lh_buf_put_json_string(&b, r->method ? r->method : "", r->method ? strlen(r->method) : 0);
   lh_buf_puts(&b, ",\"path\":");
@@ -228,11 +231,23 @@ static void send_response(lh_conn_t *c, int status, const char *ctype, const cha
   if (!r.keep_alive)
     c->close_after_write = 1;
   r.head = c->http.req.method && strcmp(c->http.req.method, "HEAD") == 0;
+  lh_buf_t cors;
+  lh_buf_init(&cors);
+  if (c->cors_origin[0]) {
+    lh_buf_append(&cors, extra, extra_len);
+    lh_buf_puts(&cors, "Access-Control-Allow-Origin: ");
+    lh_buf_puts(&cors, c->cors_origin);
+    lh_buf_puts(&cors, "\r\nVary: Origin\r\n"
+                       "Access-Control-Expose-Headers: X-Total-Count, X-Request-Id\r\n");
+    extra = cors.data;
+    extra_len = cors.len;
+  }
   r.extra = extra;
   r.extra_len = extra_len;
   r.body = body;
   r.body_len = body_len;
   lh_response_serialize(&w->out, &r);
+  lh_buf_free(&cors);
   access_log(c, status, body_len);
   conn_write(c, &w->out);
 }
@@ -328,6 +343,9 @@ static int serve_reserved(lh_conn_t *c, int method) {
   } else if (which == 2) {
     if (atomic_load(&c->w->srv->draining)) {
       send_error(c, 503, "Shutting down", "draining", "Retry-After: 1\r\n");
+    } else if (!atomic_load(&c->w->srv->started)) {
+      send_error(c, 503, "Starting: the start-up hooks have not finished", "starting",
+                 "Retry-After: 1\r\n");
     } else {
       char body[200];
       int n = snprintf(body, sizeof(body),
@@ -387,6 +405,94 @@ static unsigned allowed_any(const lh_router_t *r, const lh_request_t *req) {
   return allowed;
 }
 
+static int is_trusted_proxy(const lh_config_t *cfg, const char *addr, size_t len) {
+  for (int i = 0; i < cfg->n_trusted_proxies; i++)
+    if (strlen(cfg->trusted_proxies[i]) == len && memcmp(cfg->trusted_proxies[i], addr, len) == 0)
+      return 1;
+  return 0;
+}
+
+static int valid_ip(const char *s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
+ * address in X-Forwarded-For that is not itself a trusted proxy (the left part of the header is
+ * whatever the client chose to send, so only what trusted hops appended counts). */
+static void resolve_client(lh_conn_t *c) {
+  const lh_config_t *cfg = c->w->srv->cfg;
+  snprintf(c->client_eff, sizeof(c->client_eff), "%s", c->client);
+  if (cfg->n_trusted_proxies == 0 || !is_trusted_proxy(cfg, c->client, strlen(c->client)))
+    return;
+  const lh_header_t *xff = lh_request_header(&c->http.req, "x-forwarded-for");
+  if (!xff)
+    return;
+  size_t end = xff->value_len;
+  while (end > 0) {
+    size_t start = end;
+    while (start > 0 && xff->value[start - 1] != ',')
+      start--;
+    size_t a = start, b = end;
+    while (a < b && (xff->value[a] == ' ' || xff->value[a] == '\t'))
+      a++;
+    while (b > a && (xff->value[b - 1] == ' ' || xff->value[b - 1] == '\t'))
+      b--;
+    char addr[64];
+    if (b - a == 0 || b - a >= sizeof(addr))
+      return; /* malformed: keep the proxy's address rather than guess */
+    memcpy(addr, xff->value + a, b - a);
+    addr[b - a] = '\0';
+    if (!valid_ip(addr))
+      return;
+    snprintf(c->client_eff, sizeof(c->client_eff), "%s", addr);
+    if (!is_trusted_proxy(cfg, addr, b - a))
+      return;
+    end = start > 0 ? start - 1 : 0;
+  }
+}
+
+static void decide_cors(lh_conn_t *c) {
+  const lh_config_t *cfg = c->w->srv->cfg;
+  c->cors_origin[0] = '\0';
+  if (cfg->n_cors_origins == 0)
+    return;
+  const lh_header_t *o = lh_request_header(&c->http.req, "origin");
+  if (!o || o->value_len == 0 || o->value_len >= sizeof(c->cors_origin) ||
+      !lh_header_is_valid("Origin", 6, o->value, o->value_len))
+    return;
+  for (int i = 0; i < cfg->n_cors_origins; i++) {
+    const char *allowed = cfg->cors_origins[i];
+    if (strcmp(allowed, "*") == 0 ||
+        (strlen(allowed) == o->value_len && memcmp(allowed, o->value, o->value_len) == 0)) {
+      memcpy(c->cors_origin, o->value, o->value_len);
+      c->cors_origin[o->value_len] = '\0';
+      return;
+    }
+  }
+}
+
+/* A CORS preflight: OPTIONS with Access-Control-Request-Method from an allowed origin. */
+static int serve_preflight(lh_conn_t *c, unsigned allowed) {
+  if (!c->cors_origin[0] || !lh_request_header(&c->http.req, "access-control-request-method"))
+    return 0;
+  lh_buf_t extra;
+  lh_buf_init(&extra);
+  lh_buf_puts(&extra, "Access-Control-Allow-Methods: ");
+  int first = 1;
+  for (int m = 0; m < LH_M__COUNT; m++) {
+    if (allowed & (1u << m)) {
+      lh_buf_printf(&extra, "%s%s", first ? "" : ", ", lh_method_name((lh_method_t)m));
+      first = 0;
+    }
+  }
+  lh_buf_puts(&extra, "\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, "
+                      "X-Request-Id\r\nAccess-Control-Max-Age: 600\r\n");
+  send_response(c, 204, NULL, extra.data, extra.len, NULL, 0);
+  lh_buf_free(&extra);
+  return 1;
+}
+
 /* Returns 1 when the exchange continues asynchronously. */
 static int handle_request(lh_conn_t *c) {
   lh_worker_t *w = c->w;
@@ -394,6 +500,8 @@ static int handle_request(lh_conn_t *c) {
   c->requests++;
   c->started_ns = lh_now_ns();
   assign_request_id(c);
+  resolve_client(c);
+  decide_cors(c);
   int method = lh_method_parse(req->method, strlen(req->method));
   if (serve_reserved(c, method))
     return 0;
@@ -410,6 +518,9 @@ static int handle_request(lh_conn_t *c) {
     send_error(c, 404, "Not found", "not_found", NULL);
     return 0;
   }
+  if (method == LH_M_OPTIONS && rc != LH_ENOTFOUND &&
+      serve_preflight(c, rc == 0 ? allowed_any(router, req) : allowed))
+    return 0;
   if (rc != 0) {
     if (method == LH_M_OPTIONS) {
       lh_buf_t extra;
@@ -424,7 +535,7 @@ static int handle_request(lh_conn_t *c) {
   }
   ex->req = req;
   ex->request_id = c->request_id;
-  ex->client_addr = c->client;
+  ex->client_addr = c->client_eff;
   ex->done = on_exchange_done;
   exchange_reset(ex);
   c->handling = 1;

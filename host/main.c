@@ -1,6 +1,8 @@
 /* main.c: command line, start-up order and exit codes.
  *   luahost [--config FILE]          run the server
  *   luahost --check [--config FILE]  load the configuration and scripts, report, exit
+ *   luahost migrate [ARGS...]        run the scripts' "migrate" command (see scripts/lib)
+ *   luahost command NAME [ARGS...]   run any command the scripts declare
  * Start-up order: configuration, logging, native bindings (secrets, hashing, database pool), job
  * pools, then the workers. Anything wrong stops the start with a message naming the cause. */
 #include <signal.h>
@@ -17,8 +19,56 @@
 #include "vm.h"
 
 static int usage(void) {
-  fprintf(stderr, "usage: luahost [--config FILE] [--check]\n");
+  fprintf(stderr, "usage: luahost [--config FILE] [--check]\n"
+                  "       luahost [--config FILE] migrate [ARGS...]\n"
+                  "       luahost [--config FILE] command NAME [ARGS...]\n");
   return 2;
+}
+
+typedef struct {
+  int done, ok;
+} lh_command_result_t;
+
+static void on_command_done(void *ud, int ok, const char *text) {
+  lh_command_result_t *r = ud;
+  r->done = 1;
+  r->ok = ok;
+  printf("%s\n", text);
+  fflush(stdout);
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+/* Runs a script command on a loop of its own: it may use the database and hashing like a request. */
+static int run_command(const lh_config_t *cfg, const char *name, int argc, char **argv) {
+  uv_loop_t loop;
+  lh_cq_t *cq = NULL;
+  lh_vm_t *vm = NULL;
+  char err[1024] = "";
+  lh_command_result_t res = {0, 0};
+  uv_loop_init(&loop);
+  int rc = lh_cq_create(&cq, &loop);
+  if (rc == 0)
+    rc = lh_vm_create(&vm, cfg, &loop, cq, err, sizeof(err));
+  if (rc == 0) {
+    lh_vm_run_hook(vm, name, argc, argv, on_command_done, &res);
+    while (!res.done && uv_run(&loop, UV_RUN_ONCE))
+      ;
+  } else {
+    fprintf(stderr, "luahost: %s\n", err[0] ? err : lh_strerror(rc));
+  }
+  lh_pools_destroy_all(); /* delivers nothing: every job of the command has completed */
+  if (cq)
+    lh_cq_close(cq);
+  uv_walk(&loop, close_walk, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  lh_vm_free(vm);
+  uv_loop_close(&loop);
+  return res.done && res.ok ? 0 : 1;
 }
 
 static int create_pool(const char *name, int threads, int queue, char *err, size_t errlen) {
@@ -43,14 +93,27 @@ static int create_pools(const lh_config_t *cfg, char *err, size_t errlen) {
 
 int main(int argc, char **argv) {
   const char *config_path = NULL;
-  int check = 0;
+  const char *command = NULL;
+  int check = 0, cmd_argc = 0;
+  char **cmd_argv = NULL;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
-    else if (strcmp(argv[i], "--check") == 0)
+    } else if (strcmp(argv[i], "--check") == 0) {
       check = 1;
-    else
+    } else if (strcmp(argv[i], "migrate") == 0) {
+      command = "migrate";
+      cmd_argc = argc - i - 1;
+      cmd_argv = argv + i + 1;
+      break;
+    } else if (strcmp(argv[i], "command") == 0 && i + 1 < argc) {
+      command = argv[i + 1];
+      cmd_argc = argc - i - 2;
+      cmd_argv = argv + i + 2;
+      break;
+    } else {
       return usage();
+    }
   }
   signal(SIGPIPE, SIG_IGN);
   static lh_config_t cfg;
@@ -83,6 +146,11 @@ int main(int argc, char **argv) {
     lh_pools_destroy_all();
     lh_bindings_cleanup();
     return 1;
+  }
+  if (command) {
+    int code = run_command(&cfg, command, cmd_argc, cmd_argv);
+    lh_bindings_cleanup();
+    return code;
   }
   static lh_server_t srv;
   rc = lh_server_start(&srv, &cfg, err, sizeof(err));

@@ -87,6 +87,9 @@ static void close_cb_noop(uv_handle_t *h) {
 
 static void worker_finish(lh_worker_t *w) {
   uv_timer_stop(&w->grace);
+  uv_timer_stop(&w->start_retry);
+  if (!uv_is_closing((uv_handle_t *)&w->start_retry))
+    uv_close((uv_handle_t *)&w->start_retry, close_cb_noop);
   if (!uv_is_closing((uv_handle_t *)&w->grace))
     uv_close((uv_handle_t *)&w->grace, close_cb_noop);
   if (!uv_is_closing((uv_handle_t *)&w->wakeup))
@@ -128,6 +131,36 @@ static void on_wakeup(uv_async_t *a) {
   uv_timer_start(&w->grace, on_stop_tick, 0, 20);
 }
 
+#define LH_START_RETRY_MS 5000
+
+static void run_start_hooks(lh_worker_t *w);
+
+static void on_start_retry(uv_timer_t *t) {
+  run_start_hooks(t->data);
+}
+
+static void on_start_done(void *ud, int ok, const char *text) {
+  lh_worker_t *w = ud;
+  w->start_running = 0;
+  if (ok) {
+    atomic_store(&w->srv->started, 1);
+    lh_info("start-up hooks done: the host is ready");
+    return;
+  }
+  lh_error("start-up hook failed (retrying in %d s): %s", LH_START_RETRY_MS / 1000, text);
+  if (!w->stopping)
+    uv_timer_start(&w->start_retry, on_start_retry, LH_START_RETRY_MS, 0);
+}
+
+/* The scripts' on_start hooks (indexes, the bootstrap admin) run once per process, on worker 0,
+ * in a coroutine so they can wait for the database; until they succeed /readyz answers 503. */
+static void run_start_hooks(lh_worker_t *w) {
+  if (w->stopping || w->start_running)
+    return;
+  w->start_running = 1;
+  lh_vm_run_hook(w->vm, NULL, 0, NULL, on_start_done, w);
+}
+
 static void worker_main(void *arg) {
   lh_worker_t *w = arg;
   const lh_config_t *cfg = w->srv->cfg;
@@ -143,6 +176,8 @@ static void worker_main(void *arg) {
   w->wakeup.data = w;
   uv_timer_init(&w->loop, &w->grace);
   w->grace.data = w;
+  uv_timer_init(&w->loop, &w->start_retry);
+  w->start_retry.data = w;
   rc = lh_cq_create(&w->cq, &w->loop);
   if (rc != 0)
     snprintf(w->start_err, sizeof(w->start_err), "completion queue: %s", lh_strerror(rc));
@@ -162,6 +197,12 @@ static void worker_main(void *arg) {
     return;
   }
   uv_sem_post(&w->started);
+  if (w->id == 0) {
+    if (lh_vm_has_start_hooks(w->vm))
+      run_start_hooks(w);
+    else
+      atomic_store(&w->srv->started, 1);
+  }
   uv_run(&w->loop, UV_RUN_DEFAULT);
   lh_vm_free(w->vm);
   w->vm = NULL;

@@ -25,6 +25,8 @@ struct lh_worker_s {
   int listener_open; /* the listener handle was initialised and must be closed */
   uv_async_t wakeup; /* "stop" from the main thread */
   uv_timer_t grace;  /* bounds the wait for in-flight requests at shutdown */
+  uv_timer_t start_retry; /* worker 0: retries the scripts' on_start hooks */
+  int start_running;
   lh_cq_t *cq;
   lh_vm_t *vm;
   lh_http_limits_t limits;
@@ -49,6 +51,7 @@ struct lh_server_s {
   int port; /* the bound port (resolved when the configuration asks for port 0) */
   atomic_int connections;
   atomic_int draining; /* /readyz answers 503 */
+  atomic_int started;  /* the scripts' on_start hooks succeeded */
   atomic_ullong status_count[LH_STATUS_SLOTS];
   atomic_ullong requests;
   char id_prefix[9]; /* random per process: request ids are unique across restarts */

@@ -22,6 +22,7 @@
 #include "json.h"
 #include "lh.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "register.h"
 #include "response.h"
 #include "scheduler.h"
@@ -37,6 +38,9 @@ struct lh_vm_s {
   lh_cq_t *cq;
   lh_router_t *router;
   int run_ref;
+  int start_ref;   /* runtime.start_runner(gen) */
+  int command_ref; /* runtime.command_runner(gen) */
+  int has_start_hooks;
   int routes_ref; /* the generation's route list, for names in logs */
   int nroutes;
   int busy; /* requests running or suspended on this state */
@@ -49,7 +53,9 @@ struct lh_vm_s {
 typedef struct {
   lh_task_t task;
   lh_vm_t *vm;
-  lh_exchange_t *ex;
+  lh_exchange_t *ex; /* NULL for a hook */
+  lh_vm_hook_cb hook_cb;
+  void *hook_ud;
   int co_ref;
   unsigned long long used_ns; /* script time spent so far by this request */
 } lh_vtask_t;
@@ -175,6 +181,40 @@ static int l_generation(lua_State *L) {
   return 1;
 }
 
+static int readonly_newindex(lua_State *L) {
+  return luaL_error(L, "luahost.config is read-only");
+}
+
+/* The non-secret settings scripts may read, as a read-only table (a proxy with __index). */
+static void push_config(lua_State *L, const lh_config_t *c) {
+  lua_newtable(L); /* proxy */
+  lua_newtable(L); /* metatable */
+  lua_newtable(L); /* values */
+#define LH_CFG_STR(k) (lua_pushstring(L, c->k), lua_setfield(L, -2, #k))
+#define LH_CFG_INT(k) (lua_pushinteger(L, c->k), lua_setfield(L, -2, #k))
+  LH_CFG_STR(users_collection);
+  LH_CFG_STR(db);
+  LH_CFG_STR(password_scheme);
+  LH_CFG_STR(admin_username);
+  LH_CFG_STR(admin_password);
+  LH_CFG_INT(admin_userage);
+  LH_CFG_INT(token_ttl);
+  LH_CFG_INT(login_max_per_pair);
+  LH_CFG_INT(login_max_per_user);
+  LH_CFG_INT(login_max_per_addr);
+  LH_CFG_INT(login_window_s);
+#undef LH_CFG_STR
+#undef LH_CFG_INT
+  lua_pushboolean(L, c->dev);
+  lua_setfield(L, -2, "dev");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, readonly_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
 static int open_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"sleep", l_sleep},
                                  {"now", l_now},
@@ -185,9 +225,12 @@ static int open_core(lua_State *L) {
                                  {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
-  lua_pushlightuserdata(L, lua_touserdata(L, lua_upvalueindex(1)));
+  lh_vm_t *vm = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushlightuserdata(L, vm);
   lua_pushcclosure(L, l_generation, 1);
   lua_setfield(L, -2, "generation");
+  push_config(L, vm->cfg);
+  lua_setfield(L, -2, "config");
   return 1;
 }
 
@@ -448,11 +491,18 @@ static int load_generation(lh_vm_t *vm, const lh_script_set_t *set, char *err, s
   lua_pushliteral(L, "luahost.runtime");
   if (lua_pcall(L, 1, 1, base + 1) != 0)
     goto fail;
-  lua_getfield(L, -1, "new");
-  lua_pushvalue(L, base + 3);
-  if (lua_pcall(L, 1, 1, base + 1) != 0)
-    goto fail;
-  vm->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* base+4: the runtime module */
+  static const char *const makers[] = {"new", "start_runner", "command_runner"};
+  int *refs[] = {&vm->run_ref, &vm->start_ref, &vm->command_ref};
+  for (int i = 0; i < 3; i++) {
+    lua_getfield(L, base + 4, makers[i]);
+    lua_pushvalue(L, base + 3);
+    if (lua_pcall(L, 1, 1, base + 1) != 0)
+      goto fail;
+    *refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_getfield(L, base + 3, "on_start");
+  vm->has_start_hooks = lua_objlen(L, -1) > 0;
   lua_settop(L, base);
   return 0;
 fail:
@@ -472,7 +522,7 @@ int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t
   vm->cfg = cfg;
   vm->loop = loop;
   vm->cq = cq;
-  vm->run_ref = vm->routes_ref = LUA_NOREF;
+  vm->run_ref = vm->routes_ref = vm->start_ref = vm->command_ref = LUA_NOREF;
   vm->hook_interval = cfg->hook_interval > 0 ? cfg->hook_interval : 10000;
   lh_script_set_t set = {0};
   int rc = lh_router_create(&vm->router);
@@ -501,6 +551,7 @@ int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t
     lua_pop(L, 2);
     preload(L, "luahost.log", open_log);
     preload(L, "luahost.json", luaopen_luahost_json);
+    preload(L, "luahost.ratelimit", luaopen_luahost_ratelimit);
     lh_bindings_preload(L);
     rc = preload_embedded(L, err, errlen);
   }
@@ -728,6 +779,28 @@ static void finish(lh_vtask_t *vt) {
   ex->done(ex);
 }
 
+static void finish_hook(lh_vtask_t *vt, int rc, int exceeded) {
+  lh_vm_t *vm = vt->vm;
+  lua_State *co = vt->task.co;
+  int ok = 0;
+  const char *text;
+  if (rc == 0) {
+    ok = lua_toboolean(co, 1);
+    text = lua_tostring(co, 2);
+  } else if (exceeded) {
+    text = "script_budget_exceeded";
+  } else if (rc == LUA_YIELD) {
+    text = "the hook yielded outside a host function";
+  } else {
+    text = lua_tostring(co, -1);
+  }
+  /* The text lives on the coroutine's stack: call back before releasing it. */
+  vt->hook_cb(vt->hook_ud, ok, text ? text : "");
+  luaL_unref(vm->L, LUA_REGISTRYINDEX, vt->co_ref);
+  free(vt);
+  vm->busy--;
+}
+
 static void resume_task(lh_task_t *t, int nargs) {
   lh_vtask_t *vt = LH_CONTAINER_OF(t, lh_vtask_t, task);
   lh_vm_t *vm = vt->vm;
@@ -744,6 +817,10 @@ static void resume_task(lh_task_t *t, int nargs) {
 
   if (rc == LUA_YIELD && t->suspended)
     return; /* waiting for a job or a timer; resume_task runs again when it is done */
+  if (!ex) {
+    finish_hook(vt, rc, exceeded);
+    return;
+  }
   lh_buf_reset(&ex->body);
   lh_buf_reset(&ex->headers);
   ex->content_type[0] = '\0';
@@ -793,4 +870,42 @@ void lh_vm_dispatch(lh_vm_t *vm, lh_exchange_t *ex) {
   lua_pushinteger(co, ex->match.route_id);
   push_request(co, ex);
   resume_task(&vt->task, 2);
+}
+
+int lh_vm_has_start_hooks(const lh_vm_t *vm) {
+  return vm->has_start_hooks;
+}
+
+void lh_vm_run_hook(lh_vm_t *vm, const char *command, int argc, char **argv, lh_vm_hook_cb cb,
+                    void *ud) {
+  lua_State *L = vm->L;
+  lh_vtask_t *vt = calloc(1, sizeof(*vt));
+  if (!vt) {
+    cb(ud, 0, "out of memory");
+    return;
+  }
+  vt->vm = vm;
+  vt->hook_cb = cb;
+  vt->hook_ud = ud;
+  vt->task.loop = vm->loop;
+  vt->task.cq = vm->cq;
+  vt->task.resume = resume_task;
+  lua_State *co = lua_newthread(L);
+  vt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  vt->task.co = co;
+  vm->busy++;
+  int nargs = 0;
+  if (command) {
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->command_ref);
+    lua_pushstring(co, command);
+    lua_createtable(co, argc, 0);
+    for (int i = 0; i < argc; i++) {
+      lua_pushstring(co, argv[i]);
+      lua_rawseti(co, -2, i + 1);
+    }
+    nargs = 2;
+  } else {
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->start_ref);
+  }
+  resume_task(&vt->task, nargs);
 }

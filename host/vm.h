@@ -41,4 +41,13 @@ const char *lh_vm_generation(const lh_vm_t *vm);
 /* Runs the route in ex->match for ex->req. */
 void lh_vm_dispatch(lh_vm_t *vm, lh_exchange_t *ex);
 
+/* Called once when a hook finishes: ok, and a text (on_start: the failure; a command: its result
+ * as JSON). */
+typedef void (*lh_vm_hook_cb)(void *ud, int ok, const char *text);
+int lh_vm_has_start_hooks(const lh_vm_t *vm);
+/* Runs the scripts' on_start hooks (command == NULL), or the command `command` with argv as its
+ * argument list, in a coroutine on this VM's loop (so they may call yielding bindings). */
+void lh_vm_run_hook(lh_vm_t *vm, const char *command, int argc, char **argv, lh_vm_hook_cb cb,
+                    void *ud);
+
 #endif

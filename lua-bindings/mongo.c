@@ -33,7 +33,7 @@ static void set_default_ms(mongoc_uri_t *uri, const char *option, int ms) {
 /* libmongoc logs to stderr in its own format; route it through lh_log so levels and the JSON line
  * format apply. Its "endSessions" warning at shutdown is harmless with the test servers. */
 static void route_mongoc_log(mongoc_log_level_t level, const char *domain, const char *message,
-                       void *data) {
+                             void *data) {
   lh_log_level_t lv;
   switch (level) {
   case MONGOC_LOG_LEVEL_ERROR:
@@ -61,9 +61,13 @@ int lh_mongo_init(const lh_config_t *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "mongo: already initialised");
     return LH_EINVAL;
   }
+  /* libmongoc can be initialised once per process only: after mongoc_cleanup a second
+   * mongoc_init is a no-op and the driver then sends freed handshake metadata (SecantusDB rejects
+   * it as invalid BSON). So the driver stays initialised until exit. */
   if (!g_mongoc_inited) {
     mongoc_log_set_handler(route_mongoc_log, NULL);
     mongoc_init();
+    atexit(mongoc_cleanup);
     g_mongoc_inited = 1;
   }
   bson_error_t error;
@@ -99,10 +103,6 @@ void lh_mongo_cleanup(void) {
   if (g_pool != NULL) {
     mongoc_client_pool_destroy(g_pool);
     g_pool = NULL;
-  }
-  if (g_mongoc_inited) {
-    mongoc_cleanup();
-    g_mongoc_inited = 0;
   }
 }
 
@@ -256,9 +256,9 @@ int lh_mongo_check_filter(const bson_t *filter, char *err, size_t errlen) {
 /* ---- pool-thread operations ---------------------------------------------------------------- */
 
 static const char *op_name(lh_mongo_op_t op) {
-  static const char *const names[] = {"insert_one", "find_one",   "find",         "count_documents",
-                                      "update_one", "find_one_and_update", "delete_one",
-                                      "create_index", "ping"};
+  static const char *const names[] = {"insert_one",      "find_one",     "find",
+                                      "count_documents", "update_one",   "find_one_and_update",
+                                      "delete_one",      "create_index", "ping"};
   return (unsigned)op < LH_ARRAY_SIZE(names) ? names[op] : "?";
 }
 

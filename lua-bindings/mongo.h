@@ -64,12 +64,12 @@ typedef struct lh_mongo_req_s {
   char unique_fields[LH_MONGO_MAX_UNIQUE][64]; /* fields whose uniqueness an update may violate */
   int n_unique;
   /* outputs */
-  const char *code; /* NULL on success, else a stable error code */
-  bson_t result;    /* find_one / find_one_and_update: the document (empty = none);
-                       find: {"0": doc, "1": doc, ...} */
-  int found;        /* find_one / find_one_and_update: 1 when a document came back */
-  int64_t n1, n2;   /* count; matched and modified; deleted */
-  char message[512]; /* the server's message when code is set */
+  const char *code;              /* NULL on success, else a stable error code */
+  bson_t result;                 /* find_one / find_one_and_update: the document (empty = none);
+                                    find: {"0": doc, "1": doc, ...} */
+  int found;                     /* find_one / find_one_and_update: 1 when a document came back */
+  int64_t n1, n2;                /* count; matched and modified; deleted */
+  char message[512];             /* the server's message when code is set */
   uint32_t err_domain, err_code; /* libmongoc's error domain and code, for logs and tests */
 } lh_mongo_req_t;
 

@@ -10,6 +10,8 @@
 --   routes = { {method=..., path=..., handler=..., policy=..., query=..., body=..., accepts=...}, ... }
 --   policies = { name = function(user, req) ... end | { authenticated = bool, allow = function } }
 --   authenticate = function(req) -> user | nil, status_or_err, code, message
+--   on_start = function() -> true | nil, err   (run once per process after start; may yield)
+--   commands = { name = function(args) -> result_table | nil, err }   (`luahost NAME`)
 -- Any other module is a helper that other scripts require.
 local validate = require "luahost.validate"
 
@@ -188,7 +190,9 @@ function M.load(files, order, label, host_require)
   end
   env = make_env(host_require, script_require, label)
 
-  local gen = { routes = {}, policies = {}, authenticate = nil, files = #order }
+  local gen = { routes = {}, policies = {}, authenticate = nil, files = #order,
+                on_start = {}, commands = {} }
+  local command_file = {}
   gen.policies.public = { authenticated = false }
   local policy_file = { public = "(built-in)" }
   local auth_file
@@ -226,6 +230,26 @@ function M.load(files, order, label, host_require)
           error(file .. ": 'authenticate' is already defined in " .. auth_file, 0)
         end
         gen.authenticate, auth_file = mod.authenticate, file
+      end
+      if mod.on_start ~= nil then
+        if type(mod.on_start) ~= "function" then
+          error(file .. ": 'on_start' must be a function", 0)
+        end
+        gen.on_start[#gen.on_start + 1] = { fn = mod.on_start, where = file }
+      end
+      if mod.commands ~= nil then
+        if type(mod.commands) ~= "table" then error(file .. ": 'commands' must be a table", 0) end
+        for cname, fn in pairs(mod.commands) do
+          if type(cname) ~= "string" or not cname:match("^[%a_][%w_%-]*$") or
+             type(fn) ~= "function" then
+            error(file .. ": 'commands' must map names to functions", 0)
+          end
+          if command_file[cname] then
+            error(file .. ": command '" .. cname .. "' is already defined in " ..
+                  command_file[cname], 0)
+          end
+          gen.commands[cname], command_file[cname] = fn, file
+        end
       end
     end
   end

@@ -139,4 +139,35 @@ function M.new(gen)
   end
 end
 
+-- The start-up hooks, one after the other: true, or nil and the first failure.
+function M.start_runner(gen)
+  return function()
+    for _, hook in ipairs(gen.on_start) do
+      local ok, res, err = pcall(hook.fn)
+      if not ok then return nil, hook.where .. ": " .. tostring(res) end
+      if res == nil and err ~= nil then return nil, hook.where .. ": " .. tostring(err) end
+    end
+    return true
+  end
+end
+
+-- A command run from the command line: returns ok, and the result encoded as JSON.
+function M.command_runner(gen)
+  return function(name, args)
+    local fn = gen.commands[name]
+    if not fn then
+      local names = {}
+      for n in pairs(gen.commands) do names[#names + 1] = n end
+      table.sort(names)
+      return false, json.encode({ ok = false, error = "unknown command '" .. name .. "'",
+                                  commands = json.array(names) })
+    end
+    local res, err = fn(args)
+    if res == nil then
+      return false, json.encode({ ok = false, error = tostring(err) })
+    end
+    return type(res) ~= "table" or res.ok ~= false, json.encode(res)
+  end
+end
+
 return M

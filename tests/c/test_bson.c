@@ -77,12 +77,13 @@ static void test_round_trip_all_types(void) {
   lua_State *L = new_state();
   bson_t doc;
   char err[128] = "";
-  int rc = to_bson(L,
-                   "return { s = 'h\\0i', i = 7, f = 1.5, t = true, fl = false, n = null,"
-                   " id = m.objectid('5f1a2b3c4d5e6f7a8b9c0d1e'), d = m.date(1795611600123),"
-                   " re = m.regex('^ab', 'i'), sub = { a = { b = 'deep' } }, list = {1, 'two', {x = 3}},"
-                   " empty = arr({}), emptydoc = {} }",
-                   &doc, err, sizeof err);
+  int rc =
+      to_bson(L,
+              "return { s = 'h\\0i', i = 7, f = 1.5, t = true, fl = false, n = null,"
+              " id = m.objectid('5f1a2b3c4d5e6f7a8b9c0d1e'), d = m.date(1795611600123),"
+              " re = m.regex('^ab', 'i'), sub = { a = { b = 'deep' } }, list = {1, 'two', {x = 3}},"
+              " empty = arr({}), emptydoc = {} }",
+              &doc, err, sizeof err);
   LH_CHECK_INT(rc, 0);
   LH_CHECK_INT(type_of(&doc, "s"), BSON_TYPE_UTF8);
   LH_CHECK_INT(type_of(&doc, "i"), BSON_TYPE_INT32);

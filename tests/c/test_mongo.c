@@ -8,10 +8,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "jobs.h"
 #include "lh.h"
 #include "lh_test.h"
 #include "log.h"
 #include "mongo.h"
+#include "scheduler.h"
 
 static void set_err(bson_error_t *e, uint32_t domain, uint32_t code, const char *msg) {
   memset(e, 0, sizeof *e);
@@ -206,11 +211,14 @@ static void live_find_and_count(void) {
   lh_mongo_execute(&req);
   LH_CHECK(req.code == NULL);
   LH_CHECK_INT(req.n1, 1);
-  LH_CHECK(bson_iter_init_find(&it, &req.result, "0") && BSON_ITER_HOLDS_DOCUMENT(&it));
   bson_iter_t doc;
-  LH_CHECK(bson_iter_recurse(&it, &doc) && bson_iter_find(&doc, "username_lc") &&
-           strcmp(bson_iter_utf8(&doc, NULL), "bob") == 0);
-  LH_CHECK(bson_iter_recurse(&it, &doc) && !bson_iter_find(&doc, "_id"));
+  if (bson_iter_init_find(&it, &req.result, "0") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    LH_CHECK(bson_iter_recurse(&it, &doc) && bson_iter_find(&doc, "username_lc") &&
+             strcmp(bson_iter_utf8(&doc, NULL), "bob") == 0);
+    LH_CHECK(bson_iter_recurse(&it, &doc) && !bson_iter_find(&doc, "_id"));
+  } else {
+    LH_CHECK(!"find returned no document");
+  }
   lh_mongo_req_destroy(&req);
 
   run(&req, LH_MONGO_COUNT, "{\"n\": {\"$gte\": 2}}", NULL);
@@ -265,14 +273,6 @@ static void live_update(void) {
   LH_CHECK(req.code == NULL && req.found);
   if (req.code || !req.found) {
     report("find_one_and_update to its own value", &req);
-    lh_mongo_req_t q;
-    run(&q, LH_MONGO_FIND, "{}", NULL);
-    q.limit = 10;
-    lh_mongo_execute(&q);
-    char *js = bson_as_relaxed_extended_json(&q.result, NULL);
-    printf("  debug: %s\n", js);
-    bson_free(js);
-    lh_mongo_req_destroy(&q);
   }
   bson_iter_t it;
   LH_CHECK(bson_iter_init_find(&it, &req.result, "n") && bson_iter_as_int64(&it) == 30);
@@ -309,9 +309,15 @@ static void live_find_one_latency(void) {
   lh_mongo_execute(&req);
   bson_iter_t it;
   bson_oid_t id;
-  LH_CHECK(req.found && bson_iter_init_find(&it, &req.result, "_id"));
-  bson_oid_copy(bson_iter_oid(&it), &id);
+  int have = req.found && bson_iter_init_find(&it, &req.result, "_id") && BSON_ITER_HOLDS_OID(&it);
+  LH_CHECK(have);
+  if (have) {
+    bson_oid_copy(bson_iter_oid(&it), &id);
+  }
   lh_mongo_req_destroy(&req);
+  if (!have) {
+    return;
+  }
   const int n = 500;
   unsigned long long t0 = lh_now_ns();
   for (int i = 0; i < n; i++) {
@@ -323,6 +329,139 @@ static void live_find_one_latency(void) {
   }
   double us = (double)(lh_now_ns() - t0) / 1e3 / n;
   printf("  info: find_one by _id: %.0f us per call (%d calls, one pooled client)\n", us, n);
+}
+
+/* ---- the Lua API, through the real scheduler ----------------------------------------------- */
+
+static int g_resumed, g_nargs;
+
+static void on_resume(lh_task_t *task, int nargs) {
+  g_resumed = 1;
+  g_nargs = nargs;
+}
+
+static lua_State *lua_with_mongo(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  luaopen_luahost_mongo(L);
+  lua_setglobal(L, "mongo");
+  lua_pushstring(L, g_coll);
+  lua_setglobal(L, "COLL");
+  return L;
+}
+
+/* Argument checks that answer before any job is queued, and the refusal outside a request. */
+static void test_lua_arguments(void) {
+  lua_State *L = lua_with_mongo();
+  const char *code =
+      "local c = mongo.collection('users')\n"
+      "assert(tostring(c) == 'luahost.mongo.collection(users)')\n"
+      "assert(not pcall(mongo.collection, ''))\n"
+      "assert(not pcall(mongo.collection, 'system.users'))\n"
+      "local r, e = c:find({}, {limit = 0}) assert(r == nil and e == 'bad_value')\n"
+      "r, e = c:find({}, {limit = -1}) assert(r == nil and e == 'bad_value')\n"
+      "r, e = c:find({}, {skip = 1.5}) assert(r == nil and e == 'bad_value')\n"
+      "assert(not pcall(c.find, c, {}, {limit = '5'}))\n"
+      "assert(not pcall(c.find, c, {}, {bogus = 1}))\n"
+      "assert(not pcall(c.find, c, {}, {sort = {{'a', 2}}}))\n"
+      "assert(not pcall(c.find, c, 'x'))\n"
+      "assert(not pcall(c.find_one, c, {[1] = 'x'}))\n"
+      "r, e = c:find_one({['$where'] = 'true'}) assert(r == nil and e == 'bad_value')\n"
+      "r, e = c:update_one({}, {['$rename'] = {a = 'b'}}) assert(r == nil and e == 'bad_value')\n"
+      "r, e = c:update_one({}, {a = 1}) assert(r == nil and e == 'bad_value')\n"
+      "assert(not pcall(c.update_one, c, {}, {['$set'] = {a = 1}}, {upsert = true}))\n"
+      "assert(not pcall(c.insert_one, c, 'doc'))\n"
+      "assert(not pcall(c.create_index, c, {{'a', 'up'}}))\n"
+      "local ok, msg = pcall(c.count_documents, c, {})\n"
+      "assert(not ok and msg:find('handling a request'))\n"
+      "r, e = mongo.objectid('nothex') assert(r == nil and e == 'bad_value')\n"
+      "return true\n";
+  if (luaL_dostring(L, code) != 0) {
+    fprintf(stderr, "  lua: %s\n", lua_tostring(L, -1));
+    LH_CHECK(0);
+  }
+  lua_close(L);
+}
+
+/* Runs `code` in a coroutine as a request would, driving the loop until it finishes. */
+static int run_request(lua_State *L, uv_loop_t *loop, lh_cq_t *cq, const char *code) {
+  lua_State *co = lua_newthread(L);
+  lh_task_t task = {.co = co, .loop = loop, .cq = cq, .resume = on_resume};
+  if (luaL_loadstring(co, code) != 0) {
+    fprintf(stderr, "  lua: %s\n", lua_tostring(co, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  int nargs = 0, status;
+  for (;;) {
+    task.suspended = 0;
+    lh_sched_set_current(&task);
+    status = lua_resume(co, nargs);
+    lh_sched_set_current(NULL);
+    if (status != LUA_YIELD) {
+      break;
+    }
+    g_resumed = 0;
+    while (!g_resumed) {
+      uv_run(loop, UV_RUN_ONCE);
+    }
+    nargs = g_nargs;
+  }
+  int ok = status == 0 && lua_toboolean(co, -1);
+  if (!ok) {
+    fprintf(stderr, "  lua: %s\n", lua_tostring(co, -1));
+  }
+  lua_pop(L, 1);
+  return ok ? 0 : -1;
+}
+
+static void live_lua(void) {
+  uv_loop_t loop;
+  lh_cq_t *cq;
+  lh_pool_t *pool;
+  uv_loop_init(&loop);
+  LH_CHECK_INT(lh_cq_create(&cq, &loop), 0);
+  LH_CHECK_INT(lh_pool_create(&pool, "db", 2, 16), 0);
+  LH_CHECK_INT(lh_pools_register(pool), 0);
+  lua_State *L = lua_with_mongo();
+  const char *code =
+      "local c = mongo.collection(COLL)\n"
+      "assert(c:create_index({{'username_lc', 1}}, {unique = true}) == true)\n"
+      "local id = assert(c:insert_one({username_lc = 'dave', at = mongo.date(5), tags = {}}))\n"
+      "assert(#tostring(id) == 24)\n"
+      "local x, e = c:insert_one({username_lc = 'dave'}) assert(x == nil and e == "
+      "'duplicate_key')\n"
+      "local own = mongo.objectid()\n"
+      "assert(c:insert_one({_id = own, username_lc = 'erin'}) == own)\n"
+      "local d = assert(c:find_one({_id = id}))\n"
+      "assert(d.username_lc == 'dave' and d._id == id and d.at:ms() == 5 and next(d.tags) == nil)\n"
+      "local none, e2 = c:find_one({username_lc = 'zzz'}) assert(none == nil and e2 == nil)\n"
+      "local n1 = #assert(c:find({username_lc = mongo.regex('^(dave|erin)$')}))\n"
+      "local n2 = #assert(c:find({username_lc = {['$regex'] = '^(dave|erin)$'}}))\n"
+      "local n3 = #assert(c:find({username_lc = {['$regex'] = 'AVE', ['$options'] = 'i'}}))\n"
+      "local n4 = #assert(c:find({username_lc = {['$regex'] = mongo.regex('AVE', 'i')}}))\n"
+      "print(('  info: regex matches: literal %d, $regex %d, $regex+$options %d, $regex literal "
+      "%d')\n"
+      "  :format(n1, n2, n3, n4))\n"
+      "local list = assert(c:find({username_lc = {['$regex'] = '^(dave|erin)$'}},\n"
+      "  {sort = {{'username_lc', -1}}, limit = 5000, projection = {username_lc = 1}}))\n"
+      "assert(#list == 2, #list) assert(list[1].username_lc == 'erin', list[1].username_lc) "
+      "assert(list[2]._id == id, tostring(list[2]._id))\n"
+      "assert(c:count_documents({username_lc = 'dave'}) == 1)\n"
+      "local m, mod = c:update_one({_id = id}, {['$set'] = {x = 1}}) assert(m == 1 and mod == 1)\n"
+      "local nd = c:find_one_and_update({_id = id}, {['$inc'] = {x = 1}}, {projection = {x = 1}})\n"
+      "assert(nd.x == 2 and nd.username_lc == nil and nd._id == id)\n"
+      "x, e = c:update_one({_id = own}, {['$set'] = {username_lc = 'dave'}},\n"
+      "  {unique_fields = {'username_lc'}}) assert(x == nil and e == 'duplicate_key')\n"
+      "assert(c:delete_one({_id = id}) == 1 and c:delete_one({_id = own}) == 1)\n"
+      "assert(mongo.ping() == true)\n"
+      "return true\n";
+  LH_CHECK_INT(run_request(L, &loop, cq, code), 0);
+  lua_close(L);
+  lh_pools_destroy_all();
+  lh_cq_close(cq);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  LH_CHECK_INT(uv_loop_close(&loop), 0);
 }
 
 static void test_live(void) {
@@ -341,6 +480,7 @@ static void test_live(void) {
   live_update();
   live_delete_and_ping();
   live_find_one_latency();
+  live_lua();
   lh_mongo_cleanup();
 }
 
@@ -353,6 +493,7 @@ int main(void) {
   LH_RUN(test_check_update);
   LH_RUN(test_check_filter);
   LH_RUN(test_server_down);
+  LH_RUN(test_lua_arguments);
   LH_RUN(test_live);
   return lh_test_done();
 }
