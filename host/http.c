@@ -122,6 +122,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   lh_http_t *h = parser_owner(p);
   if (count_header_bytes(h, len) != 0)
     return -1;
+  /* A value continues in a second callback only at a read boundary; anywhere else it is an
+   * obs-fold continuation line, which RFC 9112 lets a server reject, and we do: folded headers
+   * are a classic request-smuggling vector. */
+  if (h->in_value && (at != h->exec_start || (h->last_byte == '\n' && len &&
+                                              (at[0] == ' ' || at[0] == '\t'))))
+    return fail(h, 400, "bad_request", "Malformed HTTP request: folded header lines");
   struct lh_http_field_s *f = &h->fields[h->nfields - 1];
   if (!h->in_value) {
     h->in_value = 1;
@@ -195,8 +201,9 @@ static int on_headers_complete(llhttp_t *p) {
       h->send_continue = 1;
   }
   h->phase = LH_PHASE_BODY;
-  /* Upgrade (for example curl's h2c) is ignored: the request is served as HTTP/1.1. Returning 1
-   * would skip the body; 0 lets llhttp read it by its framing as usual. */
+  /* Upgrade (for example curl's h2c) is ignored: the request is served as HTTP/1.1. Clearing the
+   * flag keeps llhttp from switching to the upgraded protocol after this message. */
+  p->upgrade = 0;
   return 0;
 }
 
@@ -289,7 +296,10 @@ lh_http_result_t lh_http_feed(lh_http_t *h, const char *data, size_t len, size_t
   if (h->phase == LH_PHASE_IDLE && len >= 3 && memcmp(data, "PRI", 3) == 0 &&
       memcmp(data, h2_preface, len < sizeof(h2_preface) - 1 ? len : sizeof(h2_preface) - 1) == 0)
     return LH_HTTP_CLOSE;
+  h->exec_start = data;
   llhttp_errno_t err = llhttp_execute(&h->parser, data, len);
+  if (len)
+    h->last_byte = data[len - 1];
   if (err == HPE_OK) {
     *consumed = len;
     return LH_HTTP_NEED_MORE;

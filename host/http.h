@@ -64,6 +64,8 @@ typedef struct lh_http_s {
   struct lh_http_field_s *fields; /* offsets into store, grown on demand and kept */
   lh_header_t *headers;           /* same capacity as fields */
   int in_value;
+  const char *exec_start; /* start of the bytes being fed, to tell folds from read boundaries */
+  char last_byte;         /* last byte of the previous feed */
   int send_continue; /* the client sent Expect: 100-continue and waits for it */
   /* error */
   int err_status;
