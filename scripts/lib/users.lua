@@ -372,29 +372,97 @@ end
 -- count_admins() -> n | nil, err
 M.count_admins = admins_left
 
--- each_raw(fn): calls fn(doc) for every stored document in _id order, in pages, with only the
--- fields migration looks at. Returns true | nil, err.
-function M.each_raw(fn)
+-- The update that brings one stored document up to luahost's shape, or nil when it already has
+-- it. Pure, so the rules are testable on their own: fill username_lc (derived, so a stale copy is
+-- corrected too), token_version 0 and timestamps when missing, role "user" when missing, and move
+-- the original service's hash field (FastAPI stored `hashed_password`, some versions `password`)
+-- to password_hash.
+function M.migration_update(doc, now)
+  local set, unset = {}, {}
+  if type(doc.username) == "string" and doc.username_lc ~= M.normalize(doc.username) then
+    set.username_lc = M.normalize(doc.username)
+  end
+  if type(doc.token_version) ~= "number" then set.token_version = 0 end
+  if doc.created_at == nil or doc.created_at == NULL then set.created_at = now end
+  if doc.updated_at == nil or doc.updated_at == NULL then set.updated_at = now end
+  if doc.role == nil or doc.role == NULL then set.role = "user" end
+  for _, legacy in ipairs({ "hashed_password", "password" }) do
+    local v = doc[legacy]
+    if v ~= nil then
+      if type(doc.password_hash) ~= "string" and set.password_hash == nil and type(v) == "string" then
+        set.password_hash = v
+      end
+      -- Once a hash is in place the legacy copy is only a second secret to leak: drop it.
+      if type(doc.password_hash) == "string" or set.password_hash ~= nil then unset[legacy] = "" end
+    end
+  end
+  local update = {}
+  if next(set) then update["$set"] = set end
+  if next(unset) then update["$unset"] = unset end
+  if not next(update) then return nil end
+  return update
+end
+
+-- migrate() -> { ok, scanned, migrated, conflicts = {...} } | nil, err
+-- Documents whose lower-cased names collide are listed and left untouched: which account keeps
+-- the name is the operator's decision (rename or delete one, then run migrate again).
+function M.migrate()
+  local docs, by_name, invalid = {}, {}, {}
   local filter, page = {}, 500
   while true do
-    local docs, err = coll():find(filter, {
+    local batch, err = coll():find(filter, {
       projection = { _id = 1, username = 1, username_lc = 1, role = 1, token_version = 1,
                      created_at = 1, updated_at = 1, password_hash = 1, password = 1,
                      hashed_password = 1 },
       sort = { { "_id", 1 } }, limit = page,
     })
-    if not docs then return nil, err end
-    for _, d in ipairs(docs) do fn(d) end
-    if #docs < page then return true end
-    filter = { _id = { ["$gt"] = docs[#docs]._id } }
+    if not batch then return nil, err end
+    for _, d in ipairs(batch) do
+      docs[#docs + 1] = d
+      if type(d.username) == "string" then
+        local lc = M.normalize(d.username)
+        local group = by_name[lc]
+        if not group then group = {}; by_name[lc] = group end
+        group[#group + 1] = d
+      else
+        invalid[#invalid + 1] = d
+      end
+    end
+    if #batch < page then break end
+    filter = { _id = { ["$gt"] = batch[#batch]._id } }
   end
-end
 
--- raw_update(oid, update) -> true | nil, err (migration only: fields were computed here, not sent)
-function M.raw_update(oid, update)
-  local _, err = coll():update_one({ _id = oid }, update)
-  if err then return nil, err end
-  return true
+  local conflicts = {}
+  for lc, group in pairs(by_name) do
+    if #group > 1 then
+      local ids, names = {}, {}
+      for i, d in ipairs(group) do ids[i], names[i] = tostring(d._id), d.username end
+      conflicts[#conflicts + 1] = { username_lc = lc, ids = json.array(ids),
+                                    usernames = json.array(names) }
+    end
+  end
+  for _, d in ipairs(invalid) do
+    conflicts[#conflicts + 1] = { ids = json.array({ tostring(d._id) }),
+                                  reason = "the document has no username string" }
+  end
+  table.sort(conflicts, function(a, b)
+    return (a.username_lc or "") .. a.ids[1] < (b.username_lc or "") .. b.ids[1]
+  end)
+
+  local now, migrated = mongo.now(), 0
+  for _, d in ipairs(docs) do
+    local group = type(d.username) == "string" and by_name[M.normalize(d.username)]
+    if group and #group == 1 then
+      local update = M.migration_update(d, now)
+      if update then
+        local _, err = coll():update_one({ _id = d._id }, update)
+        if err then return nil, err end
+        migrated = migrated + 1
+      end
+    end
+  end
+  return { ok = #conflicts == 0, scanned = #docs, migrated = migrated,
+           conflicts = json.array(conflicts) }
 end
 
 return M
