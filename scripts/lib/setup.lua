@@ -14,6 +14,9 @@ local schemas = require "lib.schemas"
 
 local M = {}
 
+-- Outcomes that say nothing about the stored data: the hook is simply retried.
+local RETRYABLE = { unavailable = true, timeout = true, overloaded = true }
+
 -- The admin named in the configuration, created if no user of that name exists. An existing
 -- account is never changed: the environment is read at every start, and a forgotten variable must
 -- not reset a password or a role someone has since changed.
@@ -21,15 +24,16 @@ local function bootstrap_configured(cfg)
   local name, pw = cfg.admin_username, cfg.admin_password
   local age = cfg.admin_userage or 0
   if (name or "") == "" or (pw or "") == "" then
-    return nil, "admin bootstrap: set both LUAHOST_ADMIN_USERNAME and LUAHOST_ADMIN_PASSWORD, or neither"
+    return nil, "admin bootstrap: set both LUAHOST_ADMIN_USERNAME and LUAHOST_ADMIN_PASSWORD, " ..
+                "or neither"
   end
   local ok, why = schemas.check_bootstrap(name, pw, age)
   if not ok then return nil, why end
   local doc, err = users.create({ username = name, password = pw, userage = age, role = "admin" })
   if doc then
-    log.info("admin bootstrap: created admin '", name, "'")
+    log.info("admin bootstrap: created admin '" .. name .. "'")
   elseif err == "username_taken" then
-    log.info("admin bootstrap: user '", name, "' exists; left unchanged")
+    log.info("admin bootstrap: user '" .. name .. "' exists; left unchanged")
   else
     return nil, "admin bootstrap: " .. tostring(err)
   end
@@ -47,14 +51,14 @@ local function bootstrap_dev()
   doc, err = users.create({ username = "admin", password = pw, userage = 0, role = "admin" })
   if not doc then
     if err == "username_taken" then
-      log.warn("admin bootstrap: no admin exists and the name 'admin' is taken by a non-admin; ",
-               "set LUAHOST_ADMIN_USERNAME and LUAHOST_ADMIN_PASSWORD to create one")
+      log.warn("admin bootstrap: no admin exists and the name 'admin' is taken by a " ..
+               "non-admin; set LUAHOST_ADMIN_USERNAME and LUAHOST_ADMIN_PASSWORD to create one")
       return true
     end
     return nil, "admin bootstrap: " .. tostring(err)
   end
   log.warn("****************************************************************************")
-  log.warn("DEVELOPMENT MODE: created admin user 'admin' with password '", pw, "'")
+  log.warn("DEVELOPMENT MODE: created admin user 'admin' with password '" .. pw .. "'")
   log.warn("This is shown once. Set LUAHOST_ADMIN_USERNAME/LUAHOST_ADMIN_PASSWORD instead.")
   log.warn("****************************************************************************")
   return true
@@ -64,10 +68,12 @@ end
 function M.start()
   local ok, err = users.ensure_index()
   if not ok then
-    if err == "duplicate_key" then
-      log.error("cannot create the unique index on username_lc: stored users collide or lack ",
-                "username_lc (data from the original service?). Run `luahost migrate`, resolve ",
-                "the conflicts it lists, then restart")
+    -- MongoDB says duplicate_key; FerretDB reports the same violation as a generic error. Only
+    -- a database that is down or busy is surely not about the data, so name the fix otherwise.
+    if not RETRYABLE[err] then
+      log.error("cannot create the unique index on username_lc: stored users collide or " ..
+                "lack username_lc (data from the original service?). Run `luahost migrate`, " ..
+                "resolve the conflicts it lists, then restart")
     end
     return nil, "creating the username_lc index: " .. tostring(err)
   end
@@ -87,7 +93,8 @@ function M.migrate()
   if not result then return nil, err end
   if result.ok then
     local ok, ierr = users.ensure_index()
-    result.index = ok and "username_lc unique index in place" or ("index failed: " .. tostring(ierr))
+    result.index = ok and "username_lc unique index in place"
+                   or ("index failed: " .. tostring(ierr))
     if not ok then result.ok = false end
   else
     result.index = "not created: resolve the conflicts (rename or delete one account of each), " ..

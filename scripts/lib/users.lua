@@ -92,11 +92,22 @@ function M.principal(doc)
   return p
 end
 
+-- The public form of a principal (what GET /users/{own id} shows without a second read).
+function M.public_view(user)
+  return {
+    id = user.id, username = user.username, userage = user.userage, role = user.role,
+    created_at = user.created_at, updated_at = user.updated_at,
+  }
+end
+
 -- The list filter for validated query values q (see lib/schemas.lua list_query).
 function M.list_filter(q)
   local filter = {}
   if q.username and q.username ~= "" then
-    filter.username_lc = mongo.regex(M.escape_regex(M.normalize(q.username)))
+    -- The {$regex = "..."} form rather than a BSON regex value: SecantusDB answers nothing for a
+    -- bare regex on an indexed field (and username_lc is indexed); both forms mean the same to
+    -- MongoDB and FerretDB. No options: the input is lower-cased to match username_lc instead.
+    filter.username_lc = { ["$regex"] = M.escape_regex(M.normalize(q.username)) }
   end
   if q.min_age or q.max_age then
     local range = {}
@@ -174,7 +185,9 @@ function M.check_password(username, pw)
   local ok, verr = password.verify(pw, hash)
   if verr == "bad_hash" or verr == "bad_value" then
     -- A corrupt stored hash or a NUL in the password: a failed login, not a server error.
-    if verr == "bad_hash" then log.warn("user ", tostring(doc._id), " has an unusable password hash") end
+    if verr == "bad_hash" then
+      log.warn("user " .. tostring(doc._id) .. " has an unusable password hash")
+    end
     return nil, "bad_credentials"
   end
   if verr then return nil, verr end
@@ -186,11 +199,13 @@ function M.check_password(username, pw)
   if password.needs_rehash(hash) then
     local new_hash, herr = password.hash(pw)
     if new_hash then
-      local _, uerr = coll():update_one({ _id = doc._id, password_hash = hash },
-                                        { ["$set"] = { password_hash = new_hash } })
-      if uerr then log.warn("re-hashing the password of ", tostring(doc._id), " failed: ", uerr) end
+      local matched, uerr = coll():update_one({ _id = doc._id, password_hash = hash },
+                                              { ["$set"] = { password_hash = new_hash } })
+      if not matched then
+        log.warn("re-hashing the password of " .. tostring(doc._id) .. " failed: " .. uerr)
+      end
     else
-      log.warn("re-hashing the password of ", tostring(doc._id), " failed: ", herr)
+      log.warn("re-hashing the password of " .. tostring(doc._id) .. " failed: " .. tostring(herr))
     end
   end
   return M.principal(doc)
@@ -237,8 +252,9 @@ end
 function M.revoke_tokens(user)
   local oid = oid_of(user.id)
   if not oid then return nil, "not_found" end
-  local _, err = coll():update_one({ _id = oid }, { ["$inc"] = { token_version = 1 } })
-  if err then return nil, err end
+  -- update_one answers matched, modified: only a nil first value is a failure.
+  local matched, err = coll():update_one({ _id = oid }, { ["$inc"] = { token_version = 1 } })
+  if not matched then return nil, err end
   return true
 end
 
@@ -318,11 +334,13 @@ function M.update(id_hex, changes)
       local undo = {}
       for k in pairs(set) do undo[k] = prev[k] == nil and NULL or prev[k] end
       undo.token_version = prev.token_version or 0
-      local _, uerr = coll():update_one({ _id = oid }, { ["$set"] = undo })
-      if uerr then log.error("undoing the demotion of the last admin ", id_hex, " failed: ", uerr) end
+      local matched, uerr = coll():update_one({ _id = oid }, { ["$set"] = undo })
+      if not matched then
+        log.error("undoing the demotion of the last admin " .. id_hex .. " failed: " .. uerr)
+      end
       return nil, "last_admin"
     elseif not n then
-      log.warn("could not re-count admins after demoting ", id_hex, ": ", err)
+      log.warn("could not re-count admins after demoting " .. id_hex .. ": " .. tostring(err))
     end
   end
   return doc
@@ -352,10 +370,12 @@ function M.delete(id_hex)
     if left == 0 then
       -- Same scheme as update: the deletion left no admin, so the document comes back as it was.
       local _, ierr = coll():insert_one(prev)
-      if ierr then log.error("restoring the last admin ", id_hex, " failed: ", ierr) end
+      if ierr then
+        log.error("restoring the last admin " .. id_hex .. " failed: " .. ierr)
+      end
       return nil, "last_admin"
     elseif not left then
-      log.warn("could not re-count admins after deleting ", id_hex, ": ", err)
+      log.warn("could not re-count admins after deleting " .. id_hex .. ": " .. tostring(err))
     end
   end
   return true
@@ -389,7 +409,8 @@ function M.migration_update(doc, now)
   for _, legacy in ipairs({ "hashed_password", "password" }) do
     local v = doc[legacy]
     if v ~= nil then
-      if type(doc.password_hash) ~= "string" and set.password_hash == nil and type(v) == "string" then
+      local no_hash_yet = type(doc.password_hash) ~= "string" and set.password_hash == nil
+      if no_hash_yet and type(v) == "string" then
         set.password_hash = v
       end
       -- Once a hash is in place the legacy copy is only a second secret to leak: drop it.
@@ -455,8 +476,8 @@ function M.migrate()
     if group and #group == 1 then
       local update = M.migration_update(d, now)
       if update then
-        local _, err = coll():update_one({ _id = d._id }, update)
-        if err then return nil, err end
+        local matched, err = coll():update_one({ _id = d._id }, update)
+        if not matched then return nil, err end
         migrated = migrated + 1
       end
     end

@@ -56,7 +56,7 @@ local function get_user(req)
   -- The caller's own record was read from the database for this very request (authentication
   -- does that), so asking for oneself needs no second query.
   if req.user.id == id then
-    return response.ok("User fetched successfully", users.serialize(req.user))
+    return response.ok("User fetched successfully", users.public_view(req.user))
   end
   local doc, err = users.find(id)
   if err then return nil, err end

@@ -188,6 +188,10 @@ def test_count_documents(bh):
     assert data(mongo(bh, "count", coll=c, filter={}))["count"] == 5
     assert data(mongo(bh, "count", coll=c, filter={"k": {"$gte": 2}}))["count"] == 3
     assert data(mongo(bh, "count", coll=c, filter={"k": {"$in": [0, 4, 9]}}))["count"] == 2
+    r = mongo(bh, "count", coll=c, filter={"$where": "this.k > 1"})
+    assert err_code(r, 400) == "bad_value"
+    r = mongo(bh, "find", coll=c, filter={"k": {"$function": {"body": "1"}}})
+    assert err_code(r, 400) == "bad_value"
 
 
 def test_update_one_matched_and_modified_and_refused_operators(bh):
@@ -245,6 +249,16 @@ def test_delete_one(bh):
     assert data(mongo(bh, "delete_one", coll=c, filter={"k": 1})) == {"deleted": 0}
     r = mongo(bh, "delete_one", coll=c, filter={"$where": "true"})
     assert err_code(r, 400) == "bad_value"
+
+
+@pytest.mark.xfail(strict=True, reason="server-dependent today: FerretDB refuses '$'/'.' keys with "
+                   "BadValue (code 2), classified 'error' (500); SecantusDB stores them. The binding "
+                   "should refuse them itself as bad_value (see the report to the lead)")
+def test_insert_of_operator_or_dotted_keys_is_bad_value_on_every_server(bh):
+    c = coll_name()
+    for doc in ({"$bad": 1}, {"a.b": 1}, {"nested": {"$set": 1}}):
+        r = mongo(bh, "insert", coll=c, doc=doc)
+        assert err_code(r, 400) == "bad_value", (doc, r)
 
 
 # ---- BSON <-> Lua ----
@@ -317,10 +331,12 @@ def test_bson_round_trip_of_values_made_in_lua(bh):
 def test_json_values_round_trip_through_the_binding(bh):
     c = coll_name()
     sent = {"i32": 2147483647, "i32min": -2147483648, "i64": 2147483648, "i64neg": -(2 ** 40),
-            "max_exact": 2 ** 53, "dbl": 1.5, "tiny": 1e-300, "negzero_ish": -0.25,
+            "max_exact": 2 ** 53 - 1, "dbl": 1.5, "tiny": 1e-300, "negzero_ish": -0.25,
             "when": {"$date": 1767225600000}, "pre_epoch": {"$date": -86400000},
-            "empty": [], "empty_obj": {}, "arr_of_empty": [[], {}], "s": "x" * 1000,
-            "deep": {"l1": {"l2": {"l3": {"l4": [1, [2, [3, []]]]}}}}, "unicode": "\u65e5\u672c"}
+            "empty": [], "empty_obj": {}, "arr_of_empty": [{"a": []}, {}], "s": "x" * 1000,
+            # (no arrays directly inside arrays: FerretDB 1.24 refuses them)
+            "deep": {"l1": {"l2": {"l3": {"l4": [1, {"x": [2, {"y": []}]}]}}}},
+            "unicode": "\u65e5\u672c"}
     oid = data(mongo(bh, "insert", coll=c, doc=sent), 201)["id"]
     r = mongo(bh, "find_one", coll=c, filter={"_id": oid})
     doc = data(r)["doc"]
@@ -458,6 +474,29 @@ def test_a_server_that_never_answers_times_out_within_the_budget(start_host):
             assert took < 2.5 * timing_factor(), took
         # the loop was never blocked meanwhile
         assert h.get("/trivial").status == 200
+        # a full database queue answers at once: one job runs (waiting out its timeout), one
+        # waits, the others are refused as overloaded
+        q = start_host("bindings", env={"LUAHOST_MONGODB_URI": f"mongodb://127.0.0.1:{port}",
+                                        "LUAHOST_DB_TIMEOUT_MS": "1000", "LUAHOST_DB_THREADS": "1",
+                                        "LUAHOST_DB_QUEUE": "1"})
+        n = 5
+        barrier = threading.Barrier(n)
+
+        def ping(_):
+            barrier.wait()
+            t0 = time.monotonic()
+            r = q.get("/mongo/ping")
+            return r, time.monotonic() - t0
+
+        with concurrent.futures.ThreadPoolExecutor(n) as ex:
+            results = list(ex.map(ping, range(n)))
+        codes = sorted(r.json()["response_data"]["code"] for r, _ in results)
+        assert all(r.status == 503 for r, _ in results), results
+        over = [(r, took) for r, took in results if r.json()["response_data"]["code"] == "overloaded"]
+        assert len(over) >= n - 2 - 1, codes  # -1: a late request may find the queue drained
+        for r, took in over:
+            assert r.headers.get("retry-after", "").isdigit()
+            assert took < 0.5 * timing_factor(), took
     finally:
         stop.set()
         t.join()
@@ -468,13 +507,13 @@ def test_a_server_that_never_answers_times_out_within_the_budget(start_host):
 
 # ---- luahost.password ----
 
-def pw_hash(h, pw=None, pw_hex=None):
+def pw_hash(h, pw=None, pw_hex=None, timeout=10):
     body = {"pw": pw} if pw_hex is None else {"pw_hex": pw_hex}
-    return h.post("/pw/hash", body)
+    return h.post("/pw/hash", body, timeout=timeout)
 
 
-def pw_verify(h, pw, hashed):
-    return h.post("/pw/verify", {"pw": pw, "hash": hashed})
+def pw_verify(h, pw, hashed, timeout=10):
+    return h.post("/pw/verify", {"pw": pw, "hash": hashed}, timeout=timeout)
 
 
 def test_argon2id_hash_and_verify(bh):
@@ -641,10 +680,10 @@ def test_jwt_rejects_wrong_key_none_hs512_and_other_algs(bh):
     assert rejected(bh, f"{b64u_json({'alg': 'none', 'typ': 'JWT'})}.{p}.{s}") == "bad_alg"
     # a token from a host with another secret
     assert rejected(bh, make_token(claims, secret="x" * 48)) == "bad_signature"
-    # header without alg, wrong typ
-    assert rejected(bh, make_token(claims, header={"typ": "JWT"})) in ("bad_alg", "malformed")
-    assert rejected(bh, make_token(claims, header={"alg": "HS256", "typ": "JWE"})) in (
-        "malformed", "bad_alg", "bad_claims")
+    # header without alg, or of another type; a header without typ is fine
+    assert rejected(bh, make_token(claims, header={"typ": "JWT"})) == "bad_alg"
+    assert rejected(bh, make_token(claims, header={"alg": "HS256", "typ": "JWE"})) == "malformed"
+    assert data(verify(bh, make_token(claims, header={"alg": "HS256"})))["claims"]["sub"] == "u-1"
 
 
 def test_jwt_expired_and_not_yet_valid(bh, start_host):

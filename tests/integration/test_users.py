@@ -4,17 +4,16 @@ revocation, the last admin, throttling, CORS, bootstrap and migration. Every res
 users_helpers.check_invariants: no hash ever leaves, 401 carries WWW-Authenticate, never a 500,
 errors have the contract's envelope."""
 import concurrent.futures
-import datetime
 import json
 import time
 import urllib.parse
 
 import pytest
 
-from conftest import DB_KIND, SANITIZED, parse_one, raw
-from users_helpers import (ADMIN_NAME, ADMIN_PASSWORD, Client, admin_env, assert_user, error_code,
-                           error_fields, form, host_env, jwt_payload, missing_id, mongo_db,
-                           original_doc, run_migrate, start_users_host, unique)
+from conftest import SANITIZED, TEST_SECRET, Host
+from users_helpers import (ADMIN_NAME, ADMIN_PASSWORD, SCRIPTS, Client, admin_env, assert_user,
+                           error_code, error_fields, form, host_env, jwt_payload, missing_id,
+                           mongo_db, original_doc, run_migrate, start_users_host, unique)
 
 ORIGIN = "https://app.example"
 
@@ -38,6 +37,11 @@ def svc(tmp_path_factory):
     s.db = mongo_db(h.db_name)
     yield s
     h.stop()
+
+
+def ndocs(db, flt):
+    """Counts with a plain find: works the same on every test server."""
+    return len(list(db.users.find(flt, {"_id": 1})))
 
 
 def uid_path(uid):
@@ -87,6 +91,7 @@ def test_wrong_password_and_unknown_user_get_the_same_401(svc):
     assert svc.c.login(u["username"], "y" * 300).status == 401
 
 
+@pytest.mark.skipif(SANITIZED, reason="timing under sanitizers is meaningless")
 def test_unknown_user_takes_about_as_long_as_a_wrong_password(svc):
     u, _, _ = svc.c.new_user(svc.admin)
 
@@ -153,7 +158,8 @@ def test_every_protected_route_answers_401_without_a_valid_token(svc):
         svc.admin[:-4] + ("AAAA" if not svc.admin.endswith("AAAA") else "BBBB"),  # bad signature
         forge(claims),  # signed with another secret
         forge(claims, alg="none"),
-        forge(dict(claims, exp=int(time.time()) - 60), secret=b"t" * 48),  # expired, right secret
+        forge(dict(claims, exp=int(time.time()) - 120), secret=TEST_SECRET.encode()),  # expired
+        forge(dict(claims, sub=missing_id()), secret=TEST_SECRET.encode()),  # nobody's token
     ]
     for method, path, body in routes_for(victim["id"]):
         r = svc.c.call(method, path, body=body)
@@ -168,18 +174,21 @@ def test_every_protected_route_answers_401_without_a_valid_token(svc):
     assert r.status == 200 and r.json()["response_data"]["userage"] == victim["userage"]
 
 
-def test_token_expires_after_ttl(tmp_path):
-    h = start_users_host(tmp_path, env=admin_env(LUAHOST_TOKEN_TTL=1), workers=1)
+def test_token_lifetime_follows_the_configured_ttl(tmp_path):
+    """LUAHOST_TOKEN_TTL sets exp - iat. Waiting for a real expiry is not practical: the JWT
+    binding tolerates LH_JWT_LEEWAY (60 s) of clock skew; an expired token is proven in
+    test_every_protected_route_answers_401_without_a_valid_token with an exp past that leeway."""
+    h = start_users_host(tmp_path, env=admin_env(LUAHOST_TOKEN_TTL=7), workers=1)
     try:
         c = Client(h)
         tok = c.token(ADMIN_NAME, ADMIN_PASSWORD)
-        sub = jwt_payload(tok)["sub"]
-        assert c.get(uid_path(sub), token=tok).status == 200
-        time.sleep(2.2)
-        r = c.get(uid_path(sub), token=tok)
-        assert r.status == 401, r
-        assert c.get("/users/", token=tok).status == 401
-        assert c.get(uid_path(sub), token=c.token(ADMIN_NAME, ADMIN_PASSWORD)).status == 200
+        p = jwt_payload(tok)
+        assert p["exp"] - p["iat"] == 7, p
+        assert abs(p["iat"] - time.time()) < 5, p
+        assert c.get(uid_path(p["sub"]), token=tok).status == 200
+        # the same claims past exp + leeway, signed with the host's secret: 401
+        old = forge(dict(p, iat=p["iat"] - 200, exp=p["exp"] - 200), secret=TEST_SECRET.encode())
+        assert c.get(uid_path(p["sub"]), token=old).status == 401
     finally:
         h.stop()
 
@@ -329,7 +338,7 @@ def test_create_bad_input_is_422(svc, over, field):
     if field:
         assert any(e["field"] == field for e in errs), errs
     if isinstance(body.get("username"), str):
-        assert svc.db.users.count_documents({"username": body["username"]}) == 0
+        assert ndocs(svc.db, {"username": body["username"]}) == 0
 
 
 @pytest.mark.parametrize("raw_body", [
@@ -347,7 +356,7 @@ def test_usernames_are_unique_case_insensitively_on_create(svc):
     for variant in (name, name.lower(), name.upper(), name.swapcase()):
         r = svc.c.create(svc.admin, variant, expect=409)
         assert r.json()["response_data"]["code"]
-    assert svc.db.users.count_documents({"username_lc": name.lower()}) == 1
+    assert ndocs(svc.db, {"username_lc": name.lower()}) == 1
     # display keeps the user's casing
     assert svc.c.get(uid_path(u["id"]), token=svc.admin).json()["response_data"]["username"] == name
 
@@ -358,7 +367,7 @@ def test_twenty_concurrent_creates_of_one_name_yield_one_winner(svc):
     rs = pool_map(lambda n: svc.c.create(svc.admin, n, expect=None), variants, 20)
     codes = sorted(r.status for r in rs)
     assert codes == [201] + [409] * 19, codes
-    assert svc.db.users.count_documents({"username_lc": name.lower()}) == 1
+    assert ndocs(svc.db, {"username_lc": name.lower()}) == 1
 
 
 def test_sixty_four_concurrent_distinct_creates_all_succeed(svc):
@@ -371,7 +380,7 @@ def test_sixty_four_concurrent_distinct_creates_all_succeed(svc):
     r = svc.c.get(f"/users/?username={prefix}&limit=100", token=svc.admin)
     assert r.status == 200 and r.headers.get("x-total-count") == "64", r
     assert sorted(u["username"] for u in r.json()["response_data"]) == names
-    assert svc.db.users.count_documents({"username": {"$regex": "^" + prefix}}) == 64
+    assert len([d for d in svc.db.users.find({}, {"username": 1}) if d["username"].startswith(prefix)]) == 64
 
 
 def test_sixty_four_concurrent_logins_all_succeed(svc):
@@ -476,7 +485,8 @@ PUT_BAD = [
 @pytest.mark.parametrize("body,field", [c[1:] for c in PUT_BAD], ids=[c[0] for c in PUT_BAD])
 def test_update_bad_input_is_422(svc, body, field):
     u = svc.c.create(svc.admin).json()["response_data"]
-    r = svc.c.put(uid_path(u["id"]), body, token=svc.admin)
+    # a 422 may name the unknown field the request sent ("password_hash"), never a hash
+    r = svc.c.put(uid_path(u["id"]), body, token=svc.admin, echoed=("password_hash",))
     assert r.status == 422, r
     if field:
         assert (field, "body") in error_fields(r), r
@@ -520,7 +530,7 @@ def test_concurrent_renames_to_one_name_yield_one_winner(svc):
     rs = pool_map(lambda p: svc.c.put(uid_path(p[0]["id"]), {"username": p[1]}, token=svc.admin),
                   list(zip(users, variants)), 8)
     assert sorted(r.status for r in rs) == [200] + [409] * 7, rs
-    assert svc.db.users.count_documents({"username_lc": target.lower()}) == 1
+    assert ndocs(svc.db, {"username_lc": target.lower()}) == 1
 
 
 # ======================================================================================
@@ -556,6 +566,10 @@ def test_logout_revokes_every_token_of_the_caller(svc):
     for t in (t1, t2):
         assert svc.c.get(uid_path(u["id"]), token=t).status == 401
     assert svc.c.post("/logout", token=t1).status == 401
+    # an admin's logout works the same (a second admin: the shared one's token stays in use)
+    _, atok, _ = svc.c.new_user(svc.admin, role="admin")
+    assert svc.c.post("/logout", token=atok).status in (200, 204)
+    assert svc.c.get("/users/?limit=1", token=atok).status == 401
     # only the caller's tokens
     assert svc.c.get(uid_path(other["id"]), token=otok).status == 200
     t3 = svc.c.token(u["username"], pw)
@@ -591,7 +605,7 @@ def test_delete_by_role_and_effect(svc):
     assert svc.c.get(uid_path(u["id"]), token=svc.admin).status == 404
     assert svc.c.delete(uid_path(u["id"]), token=svc.admin).status == 404
     assert svc.c.login(u["username"], pw).status == 401
-    assert svc.db.users.count_documents({"username_lc": u["username"].lower()}) == 0
+    assert ndocs(svc.db, {"username_lc": u["username"].lower()}) == 0
     # the name is free again, in any casing
     svc.c.create(svc.admin, u["username"].upper())
 
@@ -645,8 +659,9 @@ def test_list_by_role(svc, listing):
     assert svc.c.get("/users/", token=tok).status == 403
     assert svc.c.get("/users/").status == 401
     r = svc.c.get("/users/?limit=100", token=svc.admin)
-    assert r.status == 200 and int(r.headers["x-total-count"]) >= 13
-    assert len(r.json()["response_data"]) == 100
+    total = int(r.headers["x-total-count"])
+    assert r.status == 200 and total >= 13
+    assert len(r.json()["response_data"]) == min(100, total)
     for u in r.json()["response_data"]:
         assert_user(u)
 
@@ -888,6 +903,7 @@ def test_throttle_per_address(throttled):
 # ======================================================================================
 
 def test_last_admin_cannot_be_deleted_or_demoted(tmp_path):
+    from bson import ObjectId
     h = start_users_host(tmp_path, env=admin_env())
     try:
         c = Client(h)
@@ -909,24 +925,27 @@ def test_last_admin_cannot_be_deleted_or_demoted(tmp_path):
         assert c.put(uid_path(x["id"]), {"role": "admin", "userage": 41}, token=xtok).status == 200
 
         # races: two admins demoting (then deleting) each other at once never leave zero admins
-        for round_ in range(4):
-            assert c.put(uid_path(root_id), {"role": "admin"}, token=xtok).status == 200
-            pairs = [(root_id if round_ % 2 else x["id"], xtok if round_ % 2 else root),
-                     (x["id"] if round_ % 2 else root_id, root if round_ % 2 else xtok)]
-            rs = pool_map(lambda p: c.put(uid_path(p[0]), {"role": "user"}, token=p[1]), pairs, 2)
+        ids = {root_id: root, x["id"]: xtok}
+
+        def both_admins():
+            for uid in ids:
+                if db.users.find_one({"_id": ObjectId(uid)})["role"] != "admin":
+                    other = next(t for i, t in ids.items() if i != uid)
+                    assert c.put(uid_path(uid), {"role": "admin"}, token=other).status == 200
+            assert ndocs(db, {"role": "admin"}) == 2
+
+        pair = [(x["id"], root), (root_id, xtok)]
+        for _ in range(4):
+            both_admins()
+            rs = pool_map(lambda p: c.put(uid_path(p[0]), {"role": "user"}, token=p[1]), pair, 2)
             codes = sorted(r.status for r in rs)
-            assert codes.count(200) == 1 and set(codes) <= {200, 403, 409}, codes
-            assert db.users.count_documents({"role": "admin"}) == 1
-            if db.users.find_one({"username": ADMIN_NAME})["role"] != "admin":
-                assert c.put(uid_path(root_id), {"role": "admin"}, token=xtok).status == 200
-            else:
-                assert c.put(uid_path(x["id"]), {"role": "admin"}, token=root).status == 200
-        assert db.users.count_documents({"role": "admin"}) == 2
-        rs = pool_map(lambda p: c.delete(uid_path(p[0]), token=p[1]),
-                      [(root_id, xtok), (x["id"], root)], 2)
+            assert codes.count(200) <= 1 and set(codes) <= {200, 403, 409}, codes
+            assert ndocs(db, {"role": "admin"}) == 2 - codes.count(200)
+        both_admins()
+        rs = pool_map(lambda p: c.delete(uid_path(p[0]), token=p[1]), pair, 2)
         codes = sorted(r.status for r in rs)
-        assert codes.count(200) == 1 and set(codes) <= {200, 401, 403, 409}, codes
-        assert db.users.count_documents({"role": "admin"}) == 1
+        assert codes.count(200) <= 1 and set(codes) <= {200, 401, 403, 409}, codes
+        assert ndocs(db, {"role": "admin"}) >= 1
     finally:
         h.stop()
 
@@ -968,7 +987,7 @@ def test_bootstrap_admin_is_created_once_and_never_overwritten(tmp_path):
         assert c.login("OtherBoot", "takeover-password").status == 401
         t = c.token("OtherBoot", "other-password")
         assert c.get(uid_path(plain["id"]), token=t).json()["response_data"]["role"] == "user"
-        assert mongo_db(db_name).users.count_documents({"username_lc": "otherboot"}) == 1
+        assert ndocs(mongo_db(db_name), {"username_lc": "otherboot"}) == 1
     finally:
         h.stop()
 
@@ -976,6 +995,10 @@ def test_bootstrap_admin_is_created_once_and_never_overwritten(tmp_path):
 # ======================================================================================
 # migration from the original service
 # ======================================================================================
+
+def count(v):
+    return len(v) if isinstance(v, list) else v
+
 
 def test_migration_of_original_documents_then_bcrypt_login_rehashes(tmp_path):
     db_name = "lh_test_mig_" + unique("")
@@ -985,7 +1008,7 @@ def test_migration_of_original_documents_then_bcrypt_login_rehashes(tmp_path):
     env = host_env(db_name)
     rc, result, out = run_migrate(env)
     assert rc == 0, out
-    assert result and result["ok"] is True and result["migrated"] == 2, out
+    assert result and result["ok"] is True and count(result["migrated"]) == 2, out
     assert result["conflicts"] == [], out
     for d in db.users.find({}):
         assert "password" not in d, d
@@ -995,7 +1018,7 @@ def test_migration_of_original_documents_then_bcrypt_login_rehashes(tmp_path):
             assert k in d, (k, d)
     # idempotent
     rc, result, out = run_migrate(env)
-    assert rc == 0 and result["ok"] is True and result["migrated"] == 0, out
+    assert rc == 0 and result["ok"] is True and count(result["migrated"]) == 0, out
 
     h = start_users_host(tmp_path, workers=1, db_name=db_name)
     try:
@@ -1027,10 +1050,10 @@ def test_migration_reports_conflicts_it_cannot_resolve():
     assert rc == 1, out
     assert result and result["ok"] is False, out
     assert result["conflicts"] and "dup" in json.dumps(result["conflicts"]).lower(), out
-    assert "$2b$" not in out and "password_hash" not in out.replace('"password_hash"', "") or True
-    # neither conflicting document lost its data
-    assert db.users.count_documents({"username_lc": {"$in": ["dup"]}}) <= 1 or True
-    assert db.users.count_documents({}) == 3
+    assert "$2b$" not in out and "$argon2" not in out, out
+    # no document was lost or merged
+    assert ndocs(db, {}) == 3
+    assert {d["username"] for d in db.users.find({})} == {"Dup", "dup", "solo"}
 
 
 def test_start_up_names_migrate_when_the_unique_index_cannot_be_built(tmp_path):
@@ -1038,11 +1061,13 @@ def test_start_up_names_migrate_when_the_unique_index_cannot_be_built(tmp_path):
     db = mongo_db(db_name)
     db.users.insert_many([dict(original_doc("Twin", "password-one"), username_lc="twin"),
                           dict(original_doc("twin", "password-two"), username_lc="twin")])
-    from conftest import Host
-    from users_helpers import SCRIPTS
-    h = Host(SCRIPTS, env={"LUAHOST_DB": db_name}, workers=1, tmp_path=tmp_path)
     try:
-        deadline = time.time() + 10
+        h = Host(SCRIPTS, env={"LUAHOST_DB": db_name}, workers=1, tmp_path=tmp_path)
+    except RuntimeError as e:  # exited at start: the message must name the command
+        assert "luahost migrate" in str(e), str(e)
+        return
+    try:
+        deadline = time.time() + 7
         while time.time() < deadline and "luahost migrate" not in h.logs():
             time.sleep(0.1)
         assert "luahost migrate" in h.logs(), h.logs()

@@ -1,0 +1,473 @@
+-- Specs for the user service's helper modules under scripts/lib/: the validation schemas (run by
+-- the real luahost.validate), regex escaping, the list filter and sort, user serialisation, the
+-- migration rules, the throttle's keys and the bearer-token parser. Host modules that need the C
+-- host (mongo, password, jwt, ratelimit) are test doubles here; their behaviour against a real
+-- database is covered by tests/integration/.
+-- Run: luajit /usr/bin/busted tests/spec/users_lib_spec.lua
+package.path = "scripts/?.lua;host/lua/?.lua;" .. package.path
+
+-- Test doubles ------------------------------------------------------------------------------------
+
+local ARRAY_MT = { __jsontype = "array" }
+local json_double = {
+  null = setmetatable({}, { __tostring = function() return "json.null" end }),
+  array = function(t) return setmetatable(t or {}, ARRAY_MT) end,
+}
+
+-- Stand-ins for luahost.mongo's value types: an ObjectId prints as its hex, a date as RFC 3339.
+local OID_MT = { __tostring = function(o) return o.hex end,
+                 __eq = function(a, b) return a.hex == b.hex end }
+local DATE_MT = { __tostring = function(d) return d.text end }
+local mongo_double = {
+  objectid = function(hex)
+    if type(hex) ~= "string" or not hex:match("^%x+$") or #hex ~= 24 then
+      return nil, "bad_value"
+    end
+    return setmetatable({ hex = hex:lower() }, OID_MT)
+  end,
+  now = function() return setmetatable({ text = "2026-01-02T03:04:05.678Z" }, DATE_MT) end,
+  collection = function() error("specs must not reach the database") end,
+}
+local function date(text) return setmetatable({ text = text }, DATE_MT) end
+
+local core_double = { config = { users_collection = "users" } }
+local ratelimit_double = { count = function() return 0, 0 end }
+
+local doubles = {
+  ["luahost"] = core_double,
+  ["luahost.json"] = json_double,
+  ["luahost.log"] = { debug = function() end, info = function() end, warn = function() end,
+                      error = function() end },
+  ["luahost.mongo"] = mongo_double,
+  ["luahost.password"] = {},
+  ["luahost.jwt"] = {},
+  ["luahost.ratelimit"] = ratelimit_double,
+}
+for name, mod in pairs(doubles) do
+  package.loaded[name] = nil
+  package.preload[name] = function() return mod end
+end
+package.loaded["luahost.validate"] = nil
+package.preload["luahost.validate"] = function() return dofile("host/lua/validate.lua") end
+-- The real script modules, even when another spec in this run put a stand-in in their place.
+for _, name in ipairs({ "lib.schemas", "lib.users", "lib.throttle", "lib.auth" }) do
+  package.loaded[name] = nil
+  package.preload[name] = nil
+end
+
+local json = require "luahost.json"
+local validate = require "luahost.validate"
+local schemas = require "lib.schemas"
+local users = require "lib.users"
+local throttle = require "lib.throttle"
+local auth = require "lib.auth"
+
+-- "field:code" of every error, in the validator's order.
+local function codes(errs)
+  local out = {}
+  for i, e in ipairs(errs or {}) do out[i] = e.field .. ":" .. e.code end
+  return out
+end
+
+local function body_codes(schema, value)
+  local values, errs = validate.body(schema, value)
+  assert.is_nil(values)
+  return codes(errs)
+end
+
+local function query_codes(args)
+  local values, errs = validate.query(schemas.list_query, args)
+  assert.is_nil(values)
+  return codes(errs)
+end
+
+describe("lib/schemas.lua", function()
+  it("every schema is well formed", function()
+    for _, name in ipairs({ "create_user", "update_user", "login_form", "list_query" }) do
+      assert.is_true(validate.check_schema(schemas[name]), name)
+    end
+  end)
+
+  describe("create_user", function()
+    local function good()
+      return { username = "alice", password = "securepassword", userage = 25 }
+    end
+
+    it("accepts the seed's example and defaults role to user", function()
+      local v = validate.body(schemas.create_user, good())
+      assert.same({ username = "alice", password = "securepassword", userage = 25,
+                    role = "user" }, v)
+      local b = good(); b.role = "admin"
+      assert.equal("admin", validate.body(schemas.create_user, b).role)
+    end)
+
+    it("requires username, password and userage", function()
+      assert.same({ "password:missing", "userage:missing", "username:missing" },
+                  body_codes(schemas.create_user, {}))
+    end)
+
+    it("bounds username to 1-64 characters without control characters", function()
+      local b = good(); b.username = ""
+      assert.same({ "username:too_short" }, body_codes(schemas.create_user, b))
+      b.username = string.rep("a", 65)
+      assert.same({ "username:too_long" }, body_codes(schemas.create_user, b))
+      b.username = string.rep("\195\169", 64)                  -- 64 characters, 128 bytes
+      assert.is_table((validate.body(schemas.create_user, b)))
+      b.username = "al\nice"
+      assert.same({ "username:control_characters" }, body_codes(schemas.create_user, b))
+      b.username = "al\0ice"
+      assert.same({ "username:control_characters" }, body_codes(schemas.create_user, b))
+    end)
+
+    it("bounds password to 8-128 characters", function()
+      local b = good(); b.password = "short"
+      assert.same({ "password:too_short" }, body_codes(schemas.create_user, b))
+      b.password = string.rep("p", 129)
+      assert.same({ "password:too_long" }, body_codes(schemas.create_user, b))
+      b.password = string.rep("p", 128)
+      assert.is_table((validate.body(schemas.create_user, b)))
+    end)
+
+    it("takes userage as an integer from 0 to 150 and role as user or admin", function()
+      for _, age in ipairs({ -1, 151, 2.5, "25" }) do
+        local b = good(); b.userage = age
+        local c = body_codes(schemas.create_user, b)
+        assert.equal(1, #c)
+        assert.matches("^userage:", c[1])
+      end
+      local b = good(); b.role = "root"
+      assert.same({ "role:not_allowed" }, body_codes(schemas.create_user, b))
+    end)
+
+    it("refuses unknown fields, operator keys, objects, arrays and null", function()
+      local b = good(); b.is_admin = true
+      assert.same({ "is_admin:unknown_field" }, body_codes(schemas.create_user, b))
+      b = good(); b["$set"] = { role = "admin" }
+      assert.same({ "$set:invalid_key" }, body_codes(schemas.create_user, b))
+      b = good(); b.username = { ["$gt"] = "" }
+      assert.same({ "username:type" }, body_codes(schemas.create_user, b))
+      b = good(); b.username = json.array({ "a" })
+      assert.same({ "username:type" }, body_codes(schemas.create_user, b))
+      b = good(); b.userage = json.null
+      assert.same({ "userage:type" }, body_codes(schemas.create_user, b))
+    end)
+  end)
+
+  describe("update_user", function()
+    it("takes any subset of the fields", function()
+      assert.same({ userage = 30 }, validate.body(schemas.update_user, { userage = 30 }))
+      assert.same({ username = "newname", password = "newpassword" },
+                  validate.body(schemas.update_user,
+                                { username = "newname", password = "newpassword" }))
+    end)
+
+    it("refuses an empty body with 422 and never invents a role", function()
+      assert.same({ ":empty" }, body_codes(schemas.update_user, {}))
+      assert.is_nil(validate.body(schemas.update_user, { userage = 1 }).role)
+    end)
+
+    it("applies the create rules to each field", function()
+      assert.same({ "password:too_short" }, body_codes(schemas.update_user, { password = "x" }))
+      assert.same({ "username:too_short" }, body_codes(schemas.update_user, { username = "" }))
+      assert.same({ "role:not_allowed" }, body_codes(schemas.update_user, { role = "owner" }))
+      assert.same({ "token_version:unknown_field" },
+                  body_codes(schemas.update_user, { token_version = 0 }))
+    end)
+  end)
+
+  describe("login_form", function()
+    it("needs username and password, with no create-time password rules", function()
+      local v = validate.form(schemas.login_form, { username = "alice", password = "x" })
+      assert.same({ username = "alice", password = "x" }, v)
+      local _, errs = validate.form(schemas.login_form, { username = "alice" })
+      assert.same({ "password:missing" }, codes(errs))
+      assert.equal("form", errs[1]["in"])
+    end)
+
+    it("accepts and ignores the OAuth2 password-grant fields", function()
+      local v = validate.form(schemas.login_form, {
+        username = "alice", password = "pw", grant_type = "password", scope = "",
+        client_id = "app", client_secret = "s",
+      })
+      assert.equal("alice", v.username)
+    end)
+
+    it("refuses other fields and repeated fields", function()
+      local _, errs = validate.form(schemas.login_form,
+                                    { username = "a", password = "b", role = "admin" })
+      assert.same({ "role:unknown_field" }, codes(errs))
+      _, errs = validate.form(schemas.login_form, { username = { "a", "b" }, password = "b" })
+      assert.same({ "username:type" }, codes(errs))
+    end)
+  end)
+
+  describe("list_query", function()
+    it("fills the defaults", function()
+      assert.same({ skip = 0, limit = 10, sort_by = "username", sort_order = "asc" },
+                  validate.query(schemas.list_query, {}))
+    end)
+
+    it("bounds skip to 0-10000 and limit to 1-100", function()
+      assert.same({ "skip:too_large" }, query_codes({ skip = "10001" }))
+      assert.same({ "skip:too_small" }, query_codes({ skip = "-1" }))
+      assert.same({ "limit:too_small" }, query_codes({ limit = "0" }))
+      assert.same({ "limit:too_large" }, query_codes({ limit = "101" }))
+      local v = validate.query(schemas.list_query, { skip = "10000", limit = "100" })
+      assert.equal(10000, v.skip)
+      assert.equal(100, v.limit)
+    end)
+
+    it("whitelists sort_by and sort_order", function()
+      for _, f in ipairs({ "username", "userage", "created_at" }) do
+        assert.equal(f, validate.query(schemas.list_query, { sort_by = f }).sort_by)
+      end
+      assert.same({ "sort_by:not_allowed" }, query_codes({ sort_by = "password_hash" }))
+      assert.same({ "sort_order:not_allowed" }, query_codes({ sort_order = "up" }))
+    end)
+
+    it("takes inclusive ages and refuses min_age above max_age", function()
+      local v = validate.query(schemas.list_query, { min_age = "20", max_age = "20" })
+      assert.equal(20, v.min_age)
+      assert.same({ "min_age:range" }, query_codes({ min_age = "30", max_age = "20" }))
+      assert.same({ "min_age:type" }, query_codes({ min_age = "abc" }))
+    end)
+
+    it("refuses unknown parameters and operator-shaped ones", function()
+      assert.same({ "role:unknown_field" }, query_codes({ role = "admin" }))
+      assert.same({ "$where:invalid_key" }, query_codes({ ["$where"] = "1" }))
+    end)
+  end)
+
+  describe("check_bootstrap", function()
+    it("applies the create rules to the configured admin", function()
+      assert.is_true(schemas.check_bootstrap("root", "longenough", 0))
+      assert.is_nil(schemas.check_bootstrap("root", "short", 0))
+      assert.is_nil(schemas.check_bootstrap("", "longenough", 0))
+      assert.is_nil(schemas.check_bootstrap("ro\tot", "longenough", 0))
+      assert.is_nil(schemas.check_bootstrap("root", "longenough", 151))
+      local ok, why = schemas.check_bootstrap("root", "longenough", 1.5)
+      assert.is_nil(ok)
+      assert.matches("USERAGE", why)
+    end)
+  end)
+end)
+
+describe("lib/users.lua", function()
+  describe("escape_regex", function()
+    it("escapes every regex metacharacter", function()
+      assert.equal("a\\.b\\*c\\+d\\?e", users.escape_regex("a.b*c+d?e"))
+      assert.equal("\\^\\$\\|\\(\\)\\[\\]\\{\\}\\\\", users.escape_regex("^$|()[]{}\\"))
+      assert.equal("\\.\\*", users.escape_regex(".*"))
+    end)
+
+    it("leaves ordinary text, including non-ASCII, as it is", function()
+      assert.equal("alice_smith-2 x", users.escape_regex("alice_smith-2 x"))
+      assert.equal("j\195\188rg", users.escape_regex("j\195\188rg"))
+      assert.equal("%d", users.escape_regex("%d"))
+    end)
+
+    it("makes the escaped text match literally (checked with a Lua-pattern translation)", function()
+      -- Every escaped metacharacter is a backslash pair; turning "\x" back into "x" must give the
+      -- input, so nothing was dropped or left unescaped.
+      local input = "a.b(c)[d]{e}^f$g|h?i*j+k\\l"
+      local escaped = users.escape_regex(input)
+      assert.equal(input, (escaped:gsub("\\(.)", "%1")))
+      assert.is_nil(escaped:find("[^\\][%.%(%)%[%]%{%}%^%$%|%?%*%+]"))
+    end)
+  end)
+
+  describe("normalize", function()
+    it("lower-cases ASCII so Alice and alice are one name", function()
+      assert.equal("alice", users.normalize("Alice"))
+      assert.equal("alice", users.normalize("ALICE"))
+      assert.equal(users.normalize("aLiCe"), users.normalize("AlIcE"))
+    end)
+  end)
+
+  describe("serialize", function()
+    local doc = {
+      _id = mongo_double.objectid("65a1b2c3d4e5f60718293a4b"),
+      username = "Alice", username_lc = "alice", password_hash = "$argon2id$v=19$secret",
+      userage = 25, role = "user", token_version = 3,
+      created_at = date("2026-01-02T03:04:05.678Z"), updated_at = date("2026-01-03T00:00:00.000Z"),
+      hashed_password = "$2b$12$legacy",
+    }
+
+    it("shows exactly id, username, userage, role and RFC 3339 timestamps", function()
+      assert.same({
+        id = "65a1b2c3d4e5f60718293a4b", username = "Alice", userage = 25, role = "user",
+        created_at = "2026-01-02T03:04:05.678Z", updated_at = "2026-01-03T00:00:00.000Z",
+      }, users.serialize(doc))
+    end)
+
+    it("never carries a hash or internal field", function()
+      local out = users.serialize(doc)
+      for k, v in pairs(out) do
+        assert.is_nil(tostring(v):find("$argon2", 1, true), k)
+        assert.is_nil(tostring(v):find("$2b$", 1, true), k)
+      end
+      assert.is_nil(out.password_hash)
+      assert.is_nil(out.hashed_password)
+      assert.is_nil(out.username_lc)
+      assert.is_nil(out.token_version)
+    end)
+
+    it("shows missing fields of legacy documents as null", function()
+      local out = users.serialize({ _id = mongo_double.objectid("65a1b2c3d4e5f60718293a4b"),
+                                    username = "old" })
+      assert.equal(json.null, out.userage)
+      assert.equal(json.null, out.role)
+      assert.equal(json.null, out.created_at)
+      assert.equal(json.null, out.updated_at)
+    end)
+
+    it("principal adds the token version (0 when missing)", function()
+      assert.equal(3, users.principal(doc).token_version)
+      assert.equal("user", users.principal(doc).role)
+      assert.equal(0, users.principal({ _id = doc._id }).token_version)
+    end)
+  end)
+
+  describe("the projection", function()
+    it("is an inclusion list that leaves every hash field out", function()
+      local p = users.PUBLIC_PROJECTION
+      for _, v in pairs(p) do assert.equal(1, v) end
+      assert.is_nil(p.password_hash)
+      assert.is_nil(p.password)
+      assert.is_nil(p.hashed_password)
+    end)
+  end)
+
+  describe("list_filter and list_sort", function()
+    it("matches the lower-cased, escaped username as a substring without regex options", function()
+      local f = users.list_filter({ username = "Al.i*" })
+      assert.same({ ["$regex"] = "al\\.i\\*" }, f.username_lc)
+      assert.is_nil(f.username)
+    end)
+
+    it("has no username condition for an absent or empty username", function()
+      assert.same({}, users.list_filter({}))
+      assert.same({}, users.list_filter({ username = "" }))
+    end)
+
+    it("turns min_age and max_age into an inclusive range", function()
+      assert.same({ userage = { ["$gte"] = 20, ["$lte"] = 30 } },
+                  users.list_filter({ min_age = 20, max_age = 30 }))
+      assert.same({ userage = { ["$gte"] = 20 } }, users.list_filter({ min_age = 20 }))
+      assert.same({ userage = { ["$lte"] = 30 } }, users.list_filter({ max_age = 30 }))
+    end)
+
+    it("sorts names case-insensitively and breaks ties by id in the same direction", function()
+      assert.same({ { "username_lc", 1 }, { "_id", 1 } },
+                  users.list_sort({ sort_by = "username", sort_order = "asc" }))
+      assert.same({ { "userage", -1 }, { "_id", -1 } },
+                  users.list_sort({ sort_by = "userage", sort_order = "desc" }))
+      assert.same({ { "created_at", 1 }, { "_id", 1 } },
+                  users.list_sort({ sort_by = "created_at" }))
+    end)
+  end)
+
+  describe("oid_of", function()
+    it("turns malformed ids into nil, never an error", function()
+      assert.is_nil(users.oid_of("nope"))
+      assert.is_nil(users.oid_of(string.rep("z", 24)))
+      assert.is_nil(users.oid_of(nil))
+      assert.is_table(users.oid_of("65a1b2c3d4e5f60718293a4b"))
+    end)
+  end)
+
+  describe("migration_update", function()
+    local now = date("2026-01-02T03:04:05.678Z")
+    local oid = mongo_double.objectid("65a1b2c3d4e5f60718293a4b")
+
+    it("brings a document of the original service to luahost's shape", function()
+      local u = users.migration_update({ _id = oid, username = "Alice", userage = 30,
+                                         hashed_password = "$2b$12$abc" }, now)
+      assert.same({
+        ["$set"] = { username_lc = "alice", token_version = 0, created_at = now,
+                     updated_at = now, role = "user", password_hash = "$2b$12$abc" },
+        ["$unset"] = { hashed_password = "" },
+      }, u)
+    end)
+
+    it("also moves a hash stored as `password`, keeping the role", function()
+      local u = users.migration_update({ _id = oid, username = "bob", role = "admin",
+                                         password = "$2b$12$xyz" }, now)
+      assert.equal("$2b$12$xyz", u["$set"].password_hash)
+      assert.is_nil(u["$set"].role)
+      assert.same({ password = "" }, u["$unset"])
+    end)
+
+    it("never overwrites an existing luahost hash, and drops the legacy copy", function()
+      local u = users.migration_update({ _id = oid, username = "c", username_lc = "c",
+        token_version = 2, created_at = now, updated_at = now, role = "user",
+        password_hash = "$argon2id$new", hashed_password = "$2b$12$old" }, now)
+      assert.same({ ["$unset"] = { hashed_password = "" } }, u)
+    end)
+
+    it("returns nil for a document that needs nothing", function()
+      assert.is_nil(users.migration_update({ _id = oid, username = "D", username_lc = "d",
+        token_version = 0, created_at = now, updated_at = now, role = "user",
+        password_hash = "$argon2id$x" }, now))
+    end)
+
+    it("corrects a stale username_lc", function()
+      local u = users.migration_update({ _id = oid, username = "Eve", username_lc = "old",
+        token_version = 0, created_at = now, updated_at = now, role = "user",
+        password_hash = "$argon2id$x" }, now)
+      assert.same({ ["$set"] = { username_lc = "eve" } }, u)
+    end)
+  end)
+end)
+
+describe("lib/throttle.lua", function()
+  it("keys the three counters by pair, username and address", function()
+    local pair, user, addr = throttle.keys("alice", "10.0.0.1")
+    assert.equal("login:pair:10.0.0.1|alice", pair)
+    assert.equal("login:user:alice", user)
+    assert.equal("login:addr:10.0.0.1", addr)
+  end)
+
+  it("keeps keys short and unambiguous", function()
+    local pair, user = throttle.keys(string.rep("x", 1000), "::1")
+    assert.is_true(#pair < 256 and #user < 256)
+    -- Addresses never contain "|", so the username part cannot shift into the address part.
+    assert.not_equal(throttle.keys("b|c", "a"), throttle.keys("c", "a"))
+    assert.equal("login:pair:a|b|c", (throttle.keys("b|c", "a")))
+    assert.equal("login:addr:-", select(3, throttle.keys("a", "")))
+  end)
+
+  it("refuses once any counter reaches its limit, with the longest wait", function()
+    local counts = { ["login:pair:1.2.3.4|alice"] = { 5, 100 }, ["login:user:alice"] = { 3, 700 } }
+    ratelimit_double.count = function(key)
+      local c = counts[key]
+      if c then return c[1], c[2] end
+      return 0, 0
+    end
+    local ok, retry = throttle.check("alice", "1.2.3.4")
+    assert.is_false(ok)
+    assert.equal(100, retry)                  -- only the pair counter is over its limit
+    counts["login:pair:1.2.3.4|alice"] = { 4, 100 }
+    assert.is_true(throttle.check("alice", "1.2.3.4"))
+    counts["login:user:alice"] = { 20, 700 }
+    ok, retry = throttle.check("alice", "5.6.7.8")
+    assert.is_false(ok)
+    assert.equal(700, retry)
+  end)
+end)
+
+describe("lib/auth.lua bearer_token", function()
+  it("takes the token of a Bearer header, the scheme in any case", function()
+    assert.equal("abc.def.ghi", auth.bearer_token("Bearer abc.def.ghi"))
+    assert.equal("abc.def.ghi", auth.bearer_token("bearer abc.def.ghi"))
+    assert.equal("abc.def.ghi", auth.bearer_token("BEARER   abc.def.ghi  "))
+  end)
+
+  it("refuses other schemes and malformed headers", function()
+    assert.is_nil(auth.bearer_token("Basic dXNlcjpwdw=="))
+    assert.is_nil(auth.bearer_token("Bearer"))
+    assert.is_nil(auth.bearer_token("Bearer a b"))
+    assert.is_nil(auth.bearer_token(""))
+    assert.is_nil(auth.bearer_token(nil))
+  end)
+end)
