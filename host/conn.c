@@ -174,6 +174,20 @@ static int sane_request_id(const lh_header_t *h) {
   return 1;
 }
 
+/* Appends '-' and n in decimal; returns the new end. */
+static char *put_dec(char *p, unsigned long long n) {
+  char tmp[24];
+  int len = 0;
+  do {
+    tmp[len++] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n);
+  *p++ = '-';
+  while (len)
+    *p++ = tmp[--len];
+  return p;
+}
+
 static void assign_request_id(lh_conn_t *c) {
   const lh_header_t *h = c->http.req.url ? lh_request_header(&c->http.req, "x-request-id") : NULL;
   if (sane_request_id(h)) {
@@ -181,9 +195,14 @@ static void assign_request_id(lh_conn_t *c) {
     c->request_id[h->value_len] = '\0';
     return;
   }
+  /* "<process prefix>-<worker>-<counter>", formatted by hand: this runs for every request. */
   lh_worker_t *w = c->w;
-  snprintf(c->request_id, sizeof(c->request_id), "%s-%d-%llu", w->srv->id_prefix, w->id,
-           ++w->next_request);
+  char *p = c->request_id;
+  memcpy(p, w->srv->id_prefix, 8);
+  p += 8;
+  p = put_dec(p, (unsigned long long)w->id);
+  p = put_dec(p, ++w->next_request);
+  *p = '\0';
 }
 
 static void access_log(lh_conn_t *c, int status, size_t bytes) {

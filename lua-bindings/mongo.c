@@ -114,6 +114,9 @@ static const char *classify_server_code(uint32_t code) {
   case 11001: /* legacy duplicate key on update */
   case 12582: /* duplicate key through mongos */
     return "duplicate_key";
+  case 2:  /* BadValue */
+  case 14: /* TypeMismatch ($inc on a string, ...) */
+    return "bad_value";
   case 50:  /* MaxTimeMSExpired */
   case 89:  /* NetworkTimeout */
   case 202: /* NetworkInterfaceExceededTimeLimit */
@@ -938,6 +941,13 @@ static int l_insert_one(lua_State *L) {
   }
   if (lh_bson_from_lua(L, 2, &mj->req.filter, err, sizeof err) != 0) {
     return arg_fail(L, mj, 2, err);
+  }
+  /* Field names starting with '$' or containing '.' are refused by some servers, stored by
+   * others and unreachable by queries everywhere: refuse them here, the same on every server. */
+  bson_error_t verr;
+  if (!bson_validate_with_error(&mj->req.filter, BSON_VALIDATE_DOLLAR_KEYS | BSON_VALIDATE_DOT_KEYS,
+                                &verr)) {
+    return value_fail(L, mj, verr.message);
   }
   return lh_sched_await(L, "db", &mj->lj);
 }
