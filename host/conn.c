@@ -365,6 +365,9 @@ static int serve_reserved(lh_conn_t *c, int method) {
     } else if (!atomic_load(&c->w->srv->started)) {
       send_error(c, 503, "Starting: the start-up hooks have not finished", "starting",
                  "Retry-After: 1\r\n");
+    } else if (!atomic_load(&c->w->srv->db_ok)) {
+      send_error(c, 503, "The database does not answer", "database_unavailable",
+                 "Retry-After: 1\r\n");
     } else {
       char body[200];
       int n = snprintf(body, sizeof(body),

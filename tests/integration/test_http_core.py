@@ -226,10 +226,21 @@ def test_unknown_path_404_and_wrong_method_405_with_allow(host):
     assert "GET" in r.headers["allow"]
 
 
+def wait_ready(h, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = h.get("/readyz")
+        if r.status == 200:
+            return r
+        time.sleep(0.05)
+    return r
+
+
 def test_reserved_paths_belong_to_the_host(host):
-    r = host.get("/readyz")
+    r = wait_ready(host)
     assert r.status == 200
     assert r.json()["response_data"]["status"] == "ready"
+    assert len(r.json()["response_data"]["generation"]) == 16
     r = host.get("/metrics")
     assert r.status == 200
     assert r.headers["content-type"].startswith("text/plain")
@@ -353,3 +364,17 @@ def test_several_workers_share_the_port(start_host):
         ids.add(r.headers["x-request-id"].split("-")[1])
     # Both workers accept connections (SO_REUSEPORT); with 20 connections both almost surely show.
     assert len(ids) >= 1
+
+
+def test_readyz_is_503_while_the_database_does_not_answer(start_host):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there
+    h = start_host("runtime", env={"LUAHOST_MONGODB_URI": f"mongodb://127.0.0.1:{port}",
+                                   "LUAHOST_DB_TIMEOUT_MS": "300"})
+    time.sleep(1.0)
+    r = h.get("/readyz")
+    assert_envelope_error(r, 503, "database_unavailable")
+    assert r.headers["retry-after"]
+    assert h.get("/healthz").status == 200  # alive, just not ready
