@@ -67,8 +67,12 @@ void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r) {
   lh_buf_puts(out, http_date());
   lh_buf_puts(out, "\r\nContent-Type: ");
   lh_buf_puts(out, r->content_type ? r->content_type : "application/json");
-  lh_buf_puts(out, "\r\nContent-Length: ");
-  lh_buf_put_u64(out, (unsigned long long)r->body_len);
+  /* 204 and 304 have no body, and a 204 must not even announce one (RFC 9110 §8.6). */
+  int bodiless = r->status == 204 || r->status == 304;
+  if (!bodiless) {
+    lh_buf_puts(out, "\r\nContent-Length: ");
+    lh_buf_put_u64(out, (unsigned long long)r->body_len);
+  }
   lh_buf_puts(out, "\r\nX-Content-Type-Options: nosniff\r\n");
   if (r->request_id) {
     lh_buf_puts(out, "X-Request-Id: ");
@@ -80,7 +84,7 @@ void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r) {
   if (r->extra_len)
     lh_buf_append(out, r->extra, r->extra_len);
   lh_buf_puts(out, "\r\n");
-  if (!r->head && r->body_len)
+  if (!r->head && !bodiless && r->body_len)
     lh_buf_append(out, r->body, r->body_len);
 }
 

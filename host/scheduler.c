@@ -10,6 +10,11 @@
 #include "log.h"
 
 static __thread lh_task_t *current_task;
+static __thread int jobs_in_flight;
+
+int lh_sched_jobs_in_flight(void) {
+  return jobs_in_flight;
+}
 
 void lh_sched_set_current(lh_task_t *task) {
   current_task = task;
@@ -31,6 +36,7 @@ static lh_task_t *task_for(lua_State *L) {
 static void ljob_done(lh_job_t *job) {
   lh_ljob_t *lj = LH_CONTAINER_OF(job, lh_ljob_t, job);
   lh_task_t *t = lj->task;
+  jobs_in_flight--;
   int n = lj->push(lj, t->co);
   lj->free(lj);
   t->suspended = 0;
@@ -64,6 +70,7 @@ int lh_sched_await(lua_State *L, const char *pool_name, lh_ljob_t *lj) {
       lua_pushliteral(L, "unavailable");
     return 2;
   }
+  jobs_in_flight++;
   t->suspended = 1;
   return lua_yield(L, 0);
 }

@@ -47,6 +47,10 @@ lh_task_t *lh_sched_current(void);
  * Not inside a request's own coroutine (load time, a nested coroutine): frees lj and raises. */
 int lh_sched_await(lua_State *L, const char *pool, lh_ljob_t *lj);
 
+/* Pool jobs submitted from this thread whose completion has not arrived yet. Shutdown must wait
+ * for these (their completion targets this loop) but need not wait for sleeping coroutines. */
+int lh_sched_jobs_in_flight(void);
+
 /* luahost.sleep(ms): a loop timer; returns nothing to the script. */
 int lh_sched_sleep(lua_State *L, double ms);
 

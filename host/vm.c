@@ -8,6 +8,7 @@
 #include "vm.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <luajit.h>
@@ -279,6 +280,75 @@ static int open_log(lua_State *L) {
   return 1;
 }
 
+/* ---- the pattern guard ----
+ * Lua's pattern matcher runs in C, where the budget hook never fires, and backtracks: on an
+ * attacker-chosen subject, ".-.-.-b" takes hours. Every quantifier (*, +, -) can multiply the work
+ * by the subject length, and an unanchored search by one more factor, so the worst case is about
+ * len^(quantifiers + unanchored). The guard refuses a call whose worst case passes ~1e9 steps
+ * (for example 3 quantifiers on 1 KB, 2 on 31 KB); plain find and short subjects always pass. */
+
+#define LH_PATTERN_MAX_LOG10 9.0
+
+static int pattern_quantifiers(const char *p, size_t n) {
+  int k = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    if (c == '%') {
+      if (i + 1 < n && p[i + 1] == 'b')
+        i += 3; /* %bxy */
+      else
+        i++;
+    } else if (c == '[') {
+      i++;
+      if (i < n && p[i] == '^')
+        i++;
+      if (i < n && p[i] == ']')
+        i++; /* a ']' first in a set is literal */
+      while (i < n && p[i] != ']') {
+        if (p[i] == '%')
+          i++;
+        i++;
+      }
+    } else if (c == '*' || c == '+' || c == '-') {
+      k++;
+    }
+  }
+  return k;
+}
+
+static int guarded_pattern_call(lua_State *L) {
+  int nargs = lua_gettop(L);
+  size_t n, pn;
+  luaL_checklstring(L, 1, &n);
+  const char *pat = luaL_checklstring(L, 2, &pn);
+  int plain = lua_toboolean(L, lua_upvalueindex(2)) && nargs >= 4 && lua_toboolean(L, 4);
+  if (!plain && n > 64) {
+    int e = pattern_quantifiers(pat, pn) + (pn > 0 && pat[0] == '^' ? 0 : 1);
+    if (e >= 2 && (double)e * log10((double)n) > LH_PATTERN_MAX_LOG10)
+      return luaL_error(L, "pattern '%.40s' is too expensive for a subject of %d bytes (%d "
+                           "quantifiers): match a shorter string or use plain find",
+                        pat, (int)n, e - (pat[0] == '^' ? 0 : 1));
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, nargs, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+/* Replaces the pattern functions of the state's string library (shared by every string's methods)
+ * with guarded ones. Runs before any module is loaded. */
+static void guard_patterns(lua_State *L) {
+  static const char *const names[] = {"find", "match", "gmatch", "gsub"};
+  lua_getglobal(L, "string");
+  for (size_t i = 0; i < LH_ARRAY_SIZE(names); i++) {
+    lua_getfield(L, -1, names[i]);
+    lua_pushboolean(L, i == 0); /* only find has a `plain` argument */
+    lua_pushcclosure(L, guarded_pattern_call, 2);
+    lua_setfield(L, -2, names[i]);
+  }
+  lua_pop(L, 1);
+}
+
 static void preload(lua_State *L, const char *name, lua_CFunction fn) {
   lua_getfield(L, LUA_GLOBALSINDEX, "package");
   lua_getfield(L, -1, "preload");
@@ -540,6 +610,7 @@ int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t
   if (rc == 0) {
     lua_State *L = vm->L;
     luaL_openlibs(L);
+    guard_patterns(L);
     if (!cfg->jit)
       luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, vm->hook_interval);

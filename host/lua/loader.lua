@@ -38,6 +38,23 @@ local function copy(t, except)
   return c
 end
 
+-- The coroutines the host runs requests and hooks in (weak keys: they go when they finish).
+-- Scripts may create and resume coroutines of their own, never one of these: resuming another
+-- request's suspended coroutine would run it outside the scheduler.
+M.tasks = setmetatable({}, { __mode = "k" })
+
+-- A read-only view of t: reads go to t, writes raise. Scripts get these for the libraries and the
+-- host modules, so one script cannot change what another script or the host itself calls.
+local function readonly(t, name)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k)
+      error("'" .. name .. "' is read-only: cannot set '" .. tostring(k) .. "'", 2)
+    end,
+    __metatable = false,
+  })
+end
+
 local function where_of(fn)
   local info = debug.getinfo(fn, "S")
   local src = info.source or "?"
@@ -49,26 +66,40 @@ end
 -- host itself uses, no bytecode, no file or process access, and a read-only global table whose
 -- unknown names are errors (a typo fails loudly instead of reading nil).
 local function make_env(host_require, script_require, label)
+  local co = copy(coroutine)
+  local resume = coroutine.resume
+  co.resume = function(c, ...)
+    if M.tasks[c] then error("cannot resume a coroutine that the host runs", 2) end
+    return resume(c, ...)
+  end
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
     select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
     xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawset = rawset,
     setmetatable = setmetatable,
-    string = copy(string, { dump = true }),
-    table = copy(table),
-    math = copy(math),
-    bit = copy(bit),
-    os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
-    coroutine = copy(coroutine),
+    string = readonly(copy(string, { dump = true }), "string"),
+    table = readonly(copy(table), "table"),
+    math = readonly(copy(math), "math"),
+    bit = readonly(copy(bit), "bit"),
+    os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os"),
+    coroutine = readonly(co, "coroutine"),
   }
   -- getmetatable("") would hand out the shared string metatable; refuse strings.
   env.getmetatable = function(v)
     if type(v) == "string" then return nil end
     return getmetatable(v)
   end
+  local host_views = {}
   env.require = function(name)
     if type(name) ~= "string" then error("require: module name must be a string", 2) end
-    if HOST_MODULES[name] then return host_require(name) end
+    if HOST_MODULES[name] then
+      local view = host_views[name]
+      if not view then
+        view = readonly(host_require(name), name)
+        host_views[name] = view
+      end
+      return view
+    end
     if name:sub(1, 8) == "luahost." then
       error("require: '" .. name .. "' is not a module scripts may use", 2)
     end
@@ -80,7 +111,7 @@ local function make_env(host_require, script_require, label)
     for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
     log.info(table.concat(parts, "\t"))
   end
-  env._G = env
+  -- No `_G`: a script holding its own environment could rawset globals into it.
   return setmetatable(env, {
     __index = function(_, k)
       error("undefined global '" .. tostring(k) .. "'", 2)

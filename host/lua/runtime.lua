@@ -7,6 +7,8 @@ local json = require "luahost.json"
 local validate = require "luahost.validate"
 local response = require "luahost.response"
 local core = require "luahost"
+local tasks = require("luahost.loader").tasks
+local running = coroutine.running
 
 local M = {}
 
@@ -118,6 +120,7 @@ end
 function M.new(gen)
   local routes = gen.routes
   return function(index, req)
+    tasks[running()] = true
     local route = routes[index]
     req.route = route.name
     if not route.query and req.query_string then
@@ -142,6 +145,7 @@ end
 -- The start-up hooks, one after the other: true, or nil and the first failure.
 function M.start_runner(gen)
   return function()
+    tasks[running()] = true
     for _, hook in ipairs(gen.on_start) do
       local ok, res, err = pcall(hook.fn)
       if not ok then return nil, hook.where .. ": " .. tostring(res) end
@@ -154,6 +158,7 @@ end
 -- A command run from the command line: returns ok, and the result encoded as JSON.
 function M.command_runner(gen)
   return function(name, args)
+    tasks[running()] = true
     local fn = gen.commands[name]
     if not fn then
       local names = {}

@@ -293,7 +293,8 @@ def test_pool_runs_n_jobs_in_parallel_queues_extra_and_overflows_with_503(start_
     stop = [False]
 
     def probe():
-        while not stop[0]:
+        deadline = time.time() + 60  # bounded even if the test body fails early
+        while not stop[0] and time.time() < deadline:
             t = time.time()
             assert h.get("/healthz").status == 200
             health.append(time.time() - t)
@@ -301,26 +302,28 @@ def test_pool_runs_n_jobs_in_parallel_queues_extra_and_overflows_with_503(start_
 
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
         prober = ex.submit(probe)
-        # 4 jobs on 4 threads: about one job's time
-        t0 = time.time()
-        rs = list(ex.map(lambda _: h.get("/block/300"), range(4)))
-        one = time.time() - t0
-        assert all(r.status == 200 for r in rs)
-        assert one < 0.3 + 0.25 * timing_factor(), one
-        # 8 jobs: 4 run, 4 wait, about two jobs' time
-        t0 = time.time()
-        rs = list(ex.map(lambda _: h.get("/block/300"), range(8)))
-        two = time.time() - t0
-        assert all(r.status == 200 for r in rs)
-        assert 0.55 < two < 0.6 + 0.3 * timing_factor(), two
-        # 10 jobs: 4 run, 4 wait, 2 are refused at once with 503 + Retry-After
-        rs = list(ex.map(lambda _: h.get("/block/300"), range(10)))
-        codes = sorted(r.status for r in rs)
-        assert codes.count(200) == 8 and codes.count(503) == 2, codes
-        refused = [r for r in rs if r.status == 503]
-        assert all(r.headers["retry-after"] and r.json()["response_data"]["code"] == "overloaded"
-                   for r in refused)
-        stop[0] = True
+        try:
+            # 4 jobs on 4 threads: about one job's time
+            t0 = time.time()
+            rs = list(ex.map(lambda _: h.get("/block/300"), range(4)))
+            one = time.time() - t0
+            assert all(r.status == 200 for r in rs)
+            assert one < 0.3 + 0.25 * timing_factor(), one
+            # 8 jobs: 4 run, 4 wait, about two jobs' time
+            t0 = time.time()
+            rs = list(ex.map(lambda _: h.get("/block/300"), range(8)))
+            two = time.time() - t0
+            assert all(r.status == 200 for r in rs)
+            assert 0.55 < two < 0.6 + 0.3 * timing_factor(), two
+            # 10 jobs: 4 run, 4 wait, 2 are refused at once with 503 + Retry-After
+            rs = list(ex.map(lambda _: h.get("/block/300"), range(10)))
+            codes = sorted(r.status for r in rs)
+            assert codes.count(200) == 8 and codes.count(503) == 2, codes
+            refused = [r for r in rs if r.status == 503]
+            assert all(r.headers["retry-after"] and r.json()["response_data"]["code"] == "overloaded"
+                       for r in refused)
+        finally:
+            stop[0] = True
         prober.result()
     assert len(health) > 20
     assert p99(health) < 0.020 * timing_factor(), p99(health)
@@ -395,3 +398,56 @@ def test_check_reports_the_generation_id_from_contents(tmp_path):
         assert code == 0, out
         ids.append(out.split("generation ")[1].strip(" )\n"))
     assert ids[0] == ids[1] != ids[2]
+
+
+# ---- attacks on the sandbox and on other requests ----
+
+@pytest.mark.parametrize("path", ["/attack/patch-module", "/attack/patch-json",
+                                  "/attack/patch-string", "/attack/rawset-global"])
+def test_scripts_cannot_change_shared_modules_or_globals(host, path):
+    assert host.get(path).status == 500
+    # the host's own modules and the other scripts still behave
+    r = host.get("/hello")
+    assert r.status == 200 and r.json()["message"] == "hello"
+    r = host.post("/anyjson", {"a": 1})
+    assert r.json()["response_data"] == {"body": {"a": 1}}
+    assert host.get("/query?limit=2").json()["response_data"] == {"limit": 2}
+
+
+def test_a_request_cannot_resume_another_requests_coroutine(host):
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        first = ex.submit(host.get, "/attack/save")
+        time.sleep(0.1)
+        stolen = host.get("/attack/steal").json()["response_data"]
+        assert stolen["ok"] is False and "cannot resume" in stolen["err"]
+        assert first.result().status == 200
+
+
+def test_pathological_pattern_fails_fast_instead_of_hanging(host):
+    t0 = time.time()
+    r = host.get("/attack/pattern")
+    assert r.status == 500
+    assert time.time() - t0 < 2
+    time.sleep(0.05)
+    assert "too expensive" in host.logs()
+    d = host.get("/attack/pattern-ok").json()["response_data"]
+    assert d == {"found": 20001, "trimmed": "x", "digits": "123"}
+
+
+def test_204_has_no_body(host):
+    data = raw(host.port, b"GET /nocontent HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204")
+    assert b"Content-Length" not in head
+    assert rest.startswith(b"HTTP/1.1 200")
+
+
+def test_shutdown_does_not_wait_for_sleepers_past_the_grace_period(start_host):
+    h = start_host("runtime", env={"LUAHOST_SHUTDOWN_GRACE_MS": "500"})
+    import threading
+    threading.Thread(target=lambda: raw(h.port, b"GET /sleep/30000 HTTP/1.1\r\nHost: t\r\n\r\n",
+                                        timeout=10), daemon=True).start()
+    time.sleep(0.3)
+    t0 = time.time()
+    assert h.stop() == 0
+    assert time.time() - t0 < 5
