@@ -284,20 +284,22 @@ static int open_log(lua_State *L) {
  * Lua's pattern matcher runs in C, where the budget hook never fires, and backtracks: on an
  * attacker-chosen subject, ".-.-.-b" takes hours. Every quantifier (*, +, -) can multiply the work
  * by the subject length, and an unanchored search by one more factor, so the worst case is about
- * len^(quantifiers + unanchored). The guard refuses a call whose worst case passes ~1e9 steps
- * (for example 3 quantifiers on 1 KB, 2 on 31 KB); plain find and short subjects always pass. */
+ * len^(quantified wildcards + unanchored). The guard refuses a call whose worst case passes ~1e9
+ * steps (for example 3 wildcards on 1 KB, 2 on 31 KB); plain find and short subjects always pass. */
 
 #define LH_PATTERN_MAX_LOG10 9.0
 
+/* Counts quantified wildcards ('.' followed by *, + or -): those are the items that can overlap
+ * each other and make the matcher try every split of the subject. Quantifiers on specific
+ * classes (%s*, %d+, [^,]*) also backtrack in theory, but adjacent ones are nearly always
+ * disjoint in practice; counting them would refuse ordinary linear patterns. */
 static int pattern_quantifiers(const char *p, size_t n) {
-  int k = 0;
+  int k = 0, prev_dot = 0;
   for (size_t i = 0; i < n; i++) {
     char c = p[i];
     if (c == '%') {
-      if (i + 1 < n && p[i + 1] == 'b')
-        i += 3; /* %bxy */
-      else
-        i++;
+      i += (i + 1 < n && p[i + 1] == 'b') ? 3 : 1; /* %x, or %bxy */
+      prev_dot = 0;
     } else if (c == '[') {
       i++;
       if (i < n && p[i] == '^')
@@ -309,8 +311,12 @@ static int pattern_quantifiers(const char *p, size_t n) {
           i++;
         i++;
       }
+      prev_dot = 0;
     } else if (c == '*' || c == '+' || c == '-') {
-      k++;
+      k += prev_dot;
+      prev_dot = 0;
+    } else {
+      prev_dot = c == '.';
     }
   }
   return k;
@@ -326,7 +332,7 @@ static int guarded_pattern_call(lua_State *L) {
     int e = pattern_quantifiers(pat, pn) + (pn > 0 && pat[0] == '^' ? 0 : 1);
     if (e >= 2 && (double)e * log10((double)n) > LH_PATTERN_MAX_LOG10)
       return luaL_error(L, "pattern '%.40s' is too expensive for a subject of %d bytes (%d "
-                           "quantifiers): match a shorter string or use plain find",
+                           "quantified wildcards): match a shorter string or use plain find",
                         pat, (int)n, e - (pat[0] == '^' ? 0 : 1));
   }
   lua_pushvalue(L, lua_upvalueindex(1));
