@@ -51,6 +51,7 @@ typedef struct {
 
 static void process(lh_conn_t *c);
 static void stop_reading(lh_conn_t *c);
+static void on_timer(uv_timer_t *t);
 
 /* ---- closing ---- */
 
@@ -157,7 +158,13 @@ static void conn_write(lh_conn_t *c, lh_buf_t *out) {
     conn_close(c);
     return;
   }
-  c->writes++;
+  /* A send timeout (nginx's send_timeout): a client that does not read its responses cannot hold
+   * the connection and the queued bytes for ever. process() re-arms the usual timers once the
+   * write completes. */
+  if (c->writes++ == 0) {
+    c->timer_phase = (lh_http_phase_t)-1;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)c->w->srv->cfg->idle_timeout_ms, 0);
+  }
 }
 
 /* ---- request ids and access log ---- */
@@ -576,7 +583,14 @@ static int handle_request(lh_conn_t *c) {
 
 static void on_timer(uv_timer_t *t) {
   lh_conn_t *c = t->data;
-  if (c->handling || c->closing)
+  if (c->closing)
+    return;
+  if (c->writes > 0) {
+    /* The client stopped reading: a response has waited idle_timeout_ms to be written. */
+    conn_close(c);
+    return;
+  }
+  if (c->handling)
     return;
   if (c->http.phase == LH_PHASE_IDLE) {
     conn_close(c);

@@ -84,10 +84,19 @@ static int is_token_char(unsigned char c) {
   return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+/* Chunked trailers arrive through the header callbacks after the header block was fixed up into
+ * pointers: storing them would move the buffers those pointers refer to. Nothing here uses
+ * trailers, so they are counted against the header limit and dropped. */
+static int in_trailers(const lh_http_t *h) {
+  return h->phase >= LH_PHASE_BODY;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   lh_http_t *h = parser_owner(p);
   if (count_header_bytes(h, len) != 0)
     return -1;
+  if (in_trailers(h))
+    return 0;
   for (size_t i = 0; i < len; i++)
     if (!is_token_char((unsigned char)at[i]))
       return fail(h, 400, "bad_request", "Malformed HTTP request: invalid header field name");
@@ -122,6 +131,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   lh_http_t *h = parser_owner(p);
   if (count_header_bytes(h, len) != 0)
     return -1;
+  if (in_trailers(h))
+    return 0;
   /* A value continues in a second callback only at a read boundary; anywhere else it is an
    * obs-fold continuation line, which RFC 9112 lets a server reject, and we do: folded headers
    * are a classic request-smuggling vector. */

@@ -207,6 +207,41 @@ static void test_upgrade_is_served_as_http11(void) {
   lh_http_free(&h);
 }
 
+/* Trailers after the last chunk must not move the header storage the request already points to
+ * (enough of them to force the buffers to grow), and still count against the header limit. */
+static void test_chunked_trailers_are_dropped(void) {
+  lh_http_t h;
+  lh_http_init(&h, &limits);
+  size_t used;
+  lh_buf_t req;
+  lh_buf_init(&req);
+  lh_buf_puts(&req, "POST /anyjson HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n");
+  for (int i = 0; i < 20; i++)
+    lh_buf_printf(&req, "X-H%d: v\r\n", i);
+  lh_buf_puts(&req, "\r\n2\r\n{}\r\n0\r\n");
+  for (int i = 0; i < 30; i++)
+    lh_buf_printf(&req, "X-Trailer-%d: %0200d\r\n", i, i);
+  lh_buf_puts(&req, "\r\n");
+  LH_CHECK_INT(lh_http_feed(&h, req.data, req.len, &used), LH_HTTP_REQUEST);
+  LH_CHECK(h.req.path_len == 8 && memcmp(h.req.path, "/anyjson", 8) == 0);
+  const lh_header_t *x = lh_request_header(&h.req, "x-h19");
+  LH_CHECK(x && x->value_len == 1 && x->value[0] == 'v');
+  LH_CHECK(lh_request_header(&h.req, "x-trailer-0") == NULL);
+  LH_CHECK(h.req.body_len == 2 && memcmp(h.req.body, "{}", 2) == 0);
+  lh_http_free(&h);
+  /* trailers past the header limit are refused */
+  lh_http_init(&h, &limits);
+  lh_buf_reset(&req);
+  lh_buf_puts(&req, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n");
+  for (int i = 0; i < 100; i++)
+    lh_buf_printf(&req, "X-T: %0200d\r\n", i);
+  lh_buf_puts(&req, "\r\n");
+  LH_CHECK_INT(lh_http_feed(&h, req.data, req.len, &used), LH_HTTP_ERROR);
+  LH_CHECK_INT(h.err_status, 431);
+  lh_http_free(&h);
+  lh_buf_free(&req);
+}
+
 static void test_error_is_sticky(void) {
   lh_http_t h;
   lh_http_init(&h, &limits);
@@ -228,6 +263,7 @@ int main(void) {
   LH_RUN(test_expect_continue_flag);
   LH_RUN(test_h2_preface_closes);
   LH_RUN(test_upgrade_is_served_as_http11);
+  LH_RUN(test_chunked_trailers_are_dropped);
   LH_RUN(test_error_is_sticky);
   return lh_test_done();
 }

@@ -1,5 +1,6 @@
 """Issue 2: the HTTP core over real sockets: framing, limits, keep-alive, pipelining, timeouts,
 host-made responses, and graceful shutdown. After every bad input the host must keep serving."""
+import re
 import socket
 import subprocess
 import threading
@@ -378,3 +379,32 @@ def test_readyz_is_503_while_the_database_does_not_answer(start_host):
     assert_envelope_error(r, 503, "database_unavailable")
     assert r.headers["retry-after"]
     assert h.get("/healthz").status == 200  # alive, just not ready
+
+
+def test_a_client_that_does_not_read_is_disconnected(start_host):
+    h = start_host("runtime", env={"LUAHOST_IDLE_TIMEOUT_MS": "700"})
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.connect(("127.0.0.1", h.port))
+    s.settimeout(0.2)
+    big = b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"p" * 6000 + b"\r\n\r\n"
+    sent = 0
+    deadline = time.time() + 3
+    try:
+        while time.time() < deadline and sent < 8_000_000:
+            try:
+                sent += s.send(big * 16)
+            except socket.timeout:
+                pass
+    except OSError:
+        pass  # already closed by the server: fine
+    # Never read. The server must give up on the stuck response within its timeout: its open
+    # connection gauge then counts only the /metrics request itself.
+    def open_connections():
+        text = h.get("/metrics").body.decode()
+        return int(re.search(r"^luahost_connections (\d+)$", text, re.M).group(1))
+
+    time.sleep(2.0)
+    assert open_connections() == 1
+    s.close()
+    still_serving(h)
