@@ -37,9 +37,13 @@ void lh_json_push_array_mt(lua_State *L) {
   if (lua_istable(L, -1))
     return;
   lua_pop(L, 1);
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   lua_pushliteral(L, "luahost.json.array");
   lua_setfield(L, -2, "__name");
+  /* Locked: Lua code sees this marker string instead of the shared table, so no script can
+   * change how every JSON array in the state behaves. C code still gets the table itself. */
+  lua_pushliteral(L, "luahost.json.array");
+  lua_setfield(L, -2, "__metatable");
   lua_pushlightuserdata(L, (void *)&lh_json_array_mt_key);
   lua_pushvalue(L, -2);
   lua_rawset(L, LUA_REGISTRYINDEX);

@@ -45,14 +45,18 @@ M.tasks = setmetatable({}, { __mode = "k" })
 
 -- A read-only view of t: reads go to t, writes raise. Scripts get these for the libraries and the
 -- host modules, so one script cannot change what another script or the host itself calls.
+local views = setmetatable({}, { __mode = "k" })
+
 local function readonly(t, name)
-  return setmetatable({}, {
+  local view = setmetatable({}, {
     __index = t,
     __newindex = function(_, k)
       error("'" .. name .. "' is read-only: cannot set '" .. tostring(k) .. "'", 2)
     end,
     __metatable = false,
   })
+  views[view] = true
+  return view
 end
 
 local function where_of(fn)
@@ -75,7 +79,7 @@ local function make_env(host_require, script_require, label)
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
     select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-    xpcall = xpcall, rawequal = rawequal, rawget = rawget, rawset = rawset,
+    xpcall = xpcall, rawequal = rawequal, rawget = rawget,
     setmetatable = setmetatable,
     string = readonly(copy(string, { dump = true }), "string"),
     table = readonly(copy(table), "table"),
@@ -84,6 +88,11 @@ local function make_env(host_require, script_require, label)
     os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os"),
     coroutine = readonly(co, "coroutine"),
   }
+  -- rawset would write through a read-only view into the table every script shares.
+  env.rawset = function(t, k, v)
+    if views[t] then error("rawset: this table is read-only", 2) end
+    return rawset(t, k, v)
+  end
   -- getmetatable("") would hand out the shared string metatable; refuse strings.
   env.getmetatable = function(v)
     if type(v) == "string" then return nil end

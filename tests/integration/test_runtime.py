@@ -403,7 +403,9 @@ def test_check_reports_the_generation_id_from_contents(tmp_path):
 # ---- attacks on the sandbox and on other requests ----
 
 @pytest.mark.parametrize("path", ["/attack/patch-module", "/attack/patch-json",
-                                  "/attack/patch-string", "/attack/rawset-global"])
+                                  "/attack/patch-string", "/attack/rawset-global",
+                                  "/attack/rawset-module", "/attack/rawset-string",
+                                  "/attack/array-metatable"])
 def test_scripts_cannot_change_shared_modules_or_globals(host, path):
     assert host.get(path).status == 500
     # the host's own modules and the other scripts still behave
@@ -412,6 +414,7 @@ def test_scripts_cannot_change_shared_modules_or_globals(host, path):
     r = host.post("/anyjson", {"a": 1})
     assert r.json()["response_data"] == {"body": {"a": 1}}
     assert host.get("/query?limit=2").json()["response_data"] == {"limit": 2}
+    assert host.get("/empty-list").json()["response_data"] == []
 
 
 def test_a_request_cannot_resume_another_requests_coroutine(host):
