@@ -75,21 +75,41 @@ int lh_sched_await(lua_State *L, const char *pool_name, lh_ljob_t *lj) {
   return lua_yield(L, 0);
 }
 
-typedef struct {
+typedef struct lh_sleep_s {
   uv_timer_t timer;
   lh_task_t *task;
+  struct lh_sleep_s *prev, *next; /* this thread's sleeps, for shutdown */
 } lh_sleep_t;
+
+static __thread lh_sleep_t *sleeps;
+static __thread int sleeps_cancelled;
 
 static void sleep_closed(uv_handle_t *h) {
   free(LH_CONTAINER_OF((uv_timer_t *)h, lh_sleep_t, timer));
 }
 
-static void sleep_fired(uv_timer_t *timer) {
-  lh_sleep_t *s = LH_CONTAINER_OF(timer, lh_sleep_t, timer);
+static void sleep_wake(lh_sleep_t *s) {
   lh_task_t *t = s->task;
-  uv_close((uv_handle_t *)timer, sleep_closed);
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    sleeps = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, sleep_closed);
   t->suspended = 0;
   t->resume(t, 0);
+}
+
+static void sleep_fired(uv_timer_t *timer) {
+  sleep_wake(LH_CONTAINER_OF(timer, lh_sleep_t, timer));
+}
+
+void lh_sched_cancel_sleeps(void) {
+  sleeps_cancelled = 1;
+  while (sleeps)
+    sleep_wake(sleeps);
 }
 
 int lh_sched_sleep(lua_State *L, double ms) {
@@ -99,6 +119,8 @@ int lh_sched_sleep(lua_State *L, double ms) {
                          "request's own coroutine");
   if (!(ms >= 0) || ms > 3600e3)
     return luaL_argerror(L, 1, "milliseconds between 0 and 3600000 expected");
+  if (sleeps_cancelled)
+    return luaL_error(L, "the server is shutting down");
   lh_sleep_t *s = malloc(sizeof(*s));
   if (!s)
     return luaL_error(L, "out of memory");
@@ -108,6 +130,11 @@ int lh_sched_sleep(lua_State *L, double ms) {
     return luaL_error(L, "cannot create a timer");
   }
   uv_timer_start(&s->timer, sleep_fired, (uint64_t)ms, 0);
+  s->prev = NULL;
+  s->next = sleeps;
+  if (sleeps)
+    sleeps->prev = s;
+  sleeps = s;
   t->suspended = 1;
   return lua_yield(L, 0);
 }

@@ -51,6 +51,10 @@ int lh_sched_await(lua_State *L, const char *pool, lh_ljob_t *lj);
  * for these (their completion targets this loop) but need not wait for sleeping coroutines. */
 int lh_sched_jobs_in_flight(void);
 
+/* Shutdown, grace period over: wakes every coroutine sleeping on this thread now, and makes later
+ * sleeps on this thread fail with "shutting down", so requests finish instead of being dropped. */
+void lh_sched_cancel_sleeps(void);
+
 /* luahost.sleep(ms): a loop timer; returns nothing to the script. */
 int lh_sched_sleep(lua_State *L, double ms);
 

@@ -87,12 +87,6 @@ static void close_cb_noop(uv_handle_t *h) {
   (void)h;
 }
 
-static void close_any(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h))
-    uv_close(h, NULL);
-}
-
 static void worker_finish(lh_worker_t *w) {
   uv_timer_stop(&w->grace);
   uv_timer_stop(&w->start_retry);
@@ -114,8 +108,9 @@ static void worker_finish(lh_worker_t *w) {
 }
 
 static void on_grace_over(lh_worker_t *w) {
-  lh_warn("worker %d: shutdown grace period over, closing remaining connections", w->id);
+  lh_warn("worker %d: shutdown grace period over: closing connections, waking sleepers", w->id);
   lh_conn_close_all(w);
+  lh_sched_cancel_sleeps();
 }
 
 static void on_stop_tick(uv_timer_t *t) {
@@ -123,16 +118,6 @@ static void on_stop_tick(uv_timer_t *t) {
   /* A database probe in flight will post to this loop's completion queue: wait for it too. */
   if (!w->conns && !lh_vm_busy(w->vm) && !w->probe_running) {
     worker_finish(w);
-    return;
-  }
-  /* After the grace period only work that posts back to this loop (pool jobs) is waited for;
-   * coroutines that merely sleep are abandoned with their timers, and their memory goes with the
-   * process. */
-  if (w->stopping == 2 && !w->conns && lh_sched_jobs_in_flight() == 0 && !w->probe_running) {
-    lh_warn("worker %d: abandoning %d suspended request(s) at shutdown", w->id, lh_vm_busy(w->vm));
-    w->abandoned = 1;
-    worker_finish(w);
-    uv_walk(&w->loop, close_any, NULL);
     return;
   }
   if (w->stopping == 1 && uv_now(&w->loop) >= w->grace_deadline) {
@@ -275,8 +260,7 @@ static void worker_main(void *arg) {
       atomic_store(&w->srv->started, 1);
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
-  if (!w->abandoned) /* abandoned coroutines still point into the state */
-    lh_vm_free(w->vm);
+  lh_vm_free(w->vm);
   w->vm = NULL;
   if (uv_loop_close(&w->loop) != 0)
     lh_warn("worker %d: handles left open at exit", w->id);

@@ -34,7 +34,6 @@ struct lh_worker_s {
   lh_http_limits_t limits;
   struct lh_conn_s *conns; /* every open connection, for shutdown */
   int stopping;      /* 1: draining, 2: grace period over */
-  int abandoned;     /* suspended requests were left behind at shutdown */
   uint64_t grace_deadline; /* loop time */
   int start_rc; /* result of start-up, read by the main thread */
   char start_err[512];

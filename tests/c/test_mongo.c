@@ -48,6 +48,10 @@ static void test_classify(void) {
   set_err(&e, MONGOC_ERROR_COMMAND, MONGOC_ERROR_COMMAND_INVALID_ARG, "keys cannot begin with $");
   LH_CHECK_STR(lh_mongo_classify(&e), "bad_value");
   set_err(&e, MONGOC_ERROR_SERVER, 2, "BadValue");
+  LH_CHECK_STR(lh_mongo_classify(&e), "bad_value");
+  set_err(&e, MONGOC_ERROR_SERVER, 14, "TypeMismatch");
+  LH_CHECK_STR(lh_mongo_classify(&e), "bad_value");
+  set_err(&e, MONGOC_ERROR_SERVER, 8000, "AtlasError");
   LH_CHECK_STR(lh_mongo_classify(&e), "error");
   set_err(&e, MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_AUTHENTICATE, "auth failed");
   LH_CHECK_STR(lh_mongo_classify(&e), "error");
