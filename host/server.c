@@ -267,6 +267,20 @@ static void worker_main(void *arg) {
   lh_buf_free(&w->out);
 }
 
+/* A later worker failed to start: stop the n that did before the caller tears down what they use
+ * (pools, bindings). */
+static void stop_started(lh_server_t *srv, int n) {
+  for (int k = 0; k < n; k++)
+    uv_async_send(&srv->workers[k].wakeup);
+  for (int k = 0; k < n; k++) {
+    uv_thread_join(&srv->workers[k].thread);
+    uv_sem_destroy(&srv->workers[k].started);
+  }
+  free(srv->workers);
+  srv->workers = NULL;
+  srv->nworkers = 0;
+}
+
 int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t errlen) {
   memset(srv, 0, sizeof(*srv));
   srv->cfg = cfg;
@@ -296,14 +310,16 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t 
     uv_sem_init(&w->started, 0);
     if (uv_thread_create(&w->thread, worker_main, w) != 0) {
       snprintf(err, errlen, "cannot start worker thread %d", i);
-      srv->nworkers = i;
+      uv_sem_destroy(&w->started);
+      stop_started(srv, i);
       return LH_EIO;
     }
     uv_sem_wait(&w->started);
     if (w->start_rc != 0) {
       snprintf(err, errlen, "%s", w->start_err);
       uv_thread_join(&w->thread);
-      srv->nworkers = i;
+      uv_sem_destroy(&w->started);
+      stop_started(srv, i);
       return w->start_rc;
     }
   }
