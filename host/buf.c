@@ -192,27 +192,13 @@ static void lh_json_put_escape(lh_buf_t *b, unsigned char c) {
   static const char hex[] = "0123456789abcdef";
   char esc[6] = {'\\', 'u', '0', '0', 0, 0};
   switch (c) {
-  case '"':
-    lh_buf_append(b, "\\\"", 2);
-    return;
-  case '\\':
-    lh_buf_append(b, "\\\\", 2);
-    return;
-  case '\n':
-    lh_buf_append(b, "\\n", 2);
-    return;
-  case '\r':
-    lh_buf_append(b, "\\r", 2);
-    return;
-  case '\t':
-    lh_buf_append(b, "\\t", 2);
-    return;
-  case '\b':
-    lh_buf_append(b, "\\b", 2);
-    return;
-  case '\f':
-    lh_buf_append(b, "\\f", 2);
-    return;
+  case '"': lh_buf_append(b, "\\\"", 2); return;
+  case '\\': lh_buf_append(b, "\\\\", 2); return;
+  case '\n': lh_buf_append(b, "\\n", 2); return;
+  case '\r': lh_buf_append(b, "\\r", 2); return;
+  case '\t': lh_buf_append(b, "\\t", 2); return;
+  case '\b': lh_buf_append(b, "\\b", 2); return;
+  case '\f': lh_buf_append(b, "\\f", 2); return;
   default:
     esc[4] = hex[c >> 4];
     esc[5] = hex[c & 0xF];

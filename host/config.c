@@ -178,24 +178,16 @@ static int *lh_opt_count(lh_config_t *cfg, const lh_opt_t *o) {
 /* Describes the expected value, for messages: "an integer between 0 and 256". */
 static void lh_opt_expect(const lh_opt_t *o, char *out, size_t outlen) {
   switch (o->type) {
-  case LH_OPT_INT:
-    snprintf(out, outlen, "an integer between %lld and %lld", o->min, o->max);
-    break;
-  case LH_OPT_BOOL:
-    snprintf(out, outlen, "a boolean (true/false, 1/0, yes/no, on/off)");
-    break;
-  case LH_OPT_STR:
-    snprintf(out, outlen, "a string of at most %zu bytes", o->size - 1);
-    break;
+  case LH_OPT_INT: snprintf(out, outlen, "an integer between %lld and %lld", o->min, o->max); break;
+  case LH_OPT_BOOL: snprintf(out, outlen, "a boolean (true/false, 1/0, yes/no, on/off)"); break;
+  case LH_OPT_STR: snprintf(out, outlen, "a string of at most %zu bytes", o->size - 1); break;
   case LH_OPT_ENUM: {
     size_t pos = (size_t)snprintf(out, outlen, "one of");
     for (size_t i = 0; o->values[i] && pos < outlen; i++)
       pos += (size_t)snprintf(out + pos, outlen - pos, "%s%s", i ? ", " : " ", o->values[i]);
     break;
   }
-  case LH_OPT_LIST:
-    snprintf(out, outlen, "a list of at most %d strings", LH_MAX_LIST);
-    break;
+  case LH_OPT_LIST: snprintf(out, outlen, "a list of at most %d strings", LH_MAX_LIST); break;
   }
 }
 
@@ -375,13 +367,9 @@ void lh_config_defaults(lh_config_t *cfg) {
     const lh_opt_t *o = &lh_options[i];
     switch (o->type) {
     case LH_OPT_INT:
-    case LH_OPT_BOOL:
-      *lh_opt_int(cfg, o) = (int)o->def_int;
-      break;
+    case LH_OPT_BOOL: *lh_opt_int(cfg, o) = (int)o->def_int; break;
     case LH_OPT_STR:
-    case LH_OPT_ENUM:
-      snprintf(lh_opt_str(cfg, o), o->size, "%s", o->def_str);
-      break;
+    case LH_OPT_ENUM: snprintf(lh_opt_str(cfg, o), o->size, "%s", o->def_str); break;
     case LH_OPT_LIST:
       *lh_opt_count(cfg, o) = 0; /* every list defaults to empty */
       break;
@@ -489,8 +477,7 @@ static int lh_file_value(lua_State *L, lh_config_t *cfg, const lh_opt_t *o, cons
     const char *s = lua_tolstring(L, -1, &len);
     return lh_set_str(cfg, o, s, len, where, err, errlen);
   }
-  case LH_OPT_LIST:
-    return lh_file_list(L, cfg, o, where, err, errlen);
+  case LH_OPT_LIST: return lh_file_list(L, cfg, o, where, err, errlen);
   }
   return LH_EINVAL;
 }
@@ -632,10 +619,8 @@ static int lh_env_value(lh_config_t *cfg, const lh_opt_t *o, const char *s, cons
     return 0;
   }
   case LH_OPT_STR:
-  case LH_OPT_ENUM:
-    return lh_set_str(cfg, o, s, strlen(s), where, err, errlen);
-  case LH_OPT_LIST:
-    return lh_env_list(cfg, o, s, where, err, errlen);
+  case LH_OPT_ENUM: return lh_set_str(cfg, o, s, strlen(s), where, err, errlen);
+  case LH_OPT_LIST: return lh_env_list(cfg, o, s, where, err, errlen);
   }
   return LH_EINVAL;
 }
@@ -707,11 +692,9 @@ static int lh_opt_equal(const lh_config_t *a, const lh_config_t *b, const lh_opt
   const char *pa = (const char *)a + o->off, *pb = (const char *)b + o->off;
   switch (o->type) {
   case LH_OPT_INT:
-  case LH_OPT_BOOL:
-    return *(const int *)pa == *(const int *)pb;
+  case LH_OPT_BOOL: return *(const int *)pa == *(const int *)pb;
   case LH_OPT_STR:
-  case LH_OPT_ENUM:
-    return strcmp(pa, pb) == 0;
+  case LH_OPT_ENUM: return strcmp(pa, pb) == 0;
   case LH_OPT_LIST: {
     int na = *(const int *)((const char *)a + o->count_off);
     int nb = *(const int *)((const char *)b + o->count_off);

@@ -11,11 +11,11 @@
 
 typedef struct lh_config_s {
   /* server */
-  char listen[256];          /* host:port */
-  int workers;               /* 0 = one per core */
+  char listen[256]; /* host:port */
+  int workers;      /* 0 = one per core */
   char log_level[16];
-  int access_log;            /* 1 = a JSON line per request */
-  int dev;                   /* development mode (LUAHOST_DEV=1) */
+  int access_log; /* 1 = a JSON line per request */
+  int dev;        /* development mode (LUAHOST_DEV=1) */
   /* HTTP limits and timeouts */
   int max_url_bytes;
   int max_header_bytes;
@@ -24,15 +24,15 @@ typedef struct lh_config_s {
   int header_timeout_ms;
   int body_timeout_ms;
   int idle_timeout_ms;
-  int max_connections;       /* per process */
+  int max_connections; /* per process */
   int max_requests_per_conn;
   int shutdown_grace_ms;
   int drain_delay_ms;
   /* Lua runtime */
-  char scripts[1024];        /* scripts directory */
+  char scripts[1024]; /* scripts directory */
   int script_budget_ms;
-  int jit;                   /* 1 = JIT on for scripts (trusted scripts only) */
-  int hook_interval;         /* VM instructions between budget checks */
+  int jit;           /* 1 = JIT on for scripts (trusted scripts only) */
+  int hook_interval; /* VM instructions between budget checks */
   /* job pools */
   int db_threads, db_queue;
   int hash_threads, hash_queue;
@@ -41,9 +41,9 @@ typedef struct lh_config_s {
   char mongodb_uri[1024];
   char db[128];
   char users_collection[128];
-  int db_timeout_ms;          /* server selection, socket, wait queue; maxTimeMS on queries */
+  int db_timeout_ms; /* server selection, socket, wait queue; maxTimeMS on queries */
   /* passwords */
-  char password_scheme[16];   /* argon2id | bcrypt */
+  char password_scheme[16]; /* argon2id | bcrypt */
   int argon2_t;
   int argon2_m_kib;
   int bcrypt_cost;
@@ -52,7 +52,7 @@ typedef struct lh_config_s {
   char jwt_previous_secret[512];
   char jwt_issuer[256];
   char jwt_audience[256];
-  int token_ttl;              /* seconds */
+  int token_ttl; /* seconds */
   /* user service */
   char admin_username[128];
   char admin_password[256];

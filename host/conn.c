@@ -28,18 +28,18 @@ typedef struct lh_conn_s {
   lh_exchange_t ex;
   struct lh_conn_s *prev, *next;
   int open_handles;
-  int handling;     /* an exchange is running */
-  int in_dispatch;  /* lh_vm_dispatch is on the stack */
-  int ex_done;      /* the exchange completed while in_dispatch */
+  int handling;    /* an exchange is running */
+  int in_dispatch; /* lh_vm_dispatch is on the stack */
+  int ex_done;     /* the exchange completed while in_dispatch */
   int closing;
   int close_after_write;
-  int writes;       /* uv_write requests in flight */
+  int writes; /* uv_write requests in flight */
   int reading;
   lh_http_phase_t timer_phase;
   unsigned requests;
   unsigned long long started_ns;
-  char client[64];      /* the peer's address */
-  char client_eff[64];  /* the client's address: the peer, or X-Forwarded-For via a trusted proxy */
+  char client[64];     /* the peer's address */
+  char client_eff[64]; /* the client's address: the peer, or X-Forwarded-For via a trusted proxy */
   char request_id[80];
   char cors_origin[256]; /* the request's Origin when it is allowed; empty otherwise */
 } lh_conn_t;
@@ -226,7 +226,8 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   lh_buf_puts(&b, "{\"level\":\"info\",\"msg\":\"access\",\"request_id\":");
   lh_buf_put_json_string(&b, c->request_id, strlen(c->request_id));
   lh_buf_puts(&b, ",\"client\":");
-  lh_buf_put_json_string(&b, c->client_eff[0] ? c->client_eff : c->client, strlen(c->client_eff[0] ? c->client_eff : c->client));
+  lh_buf_put_json_string(&b, c->client_eff[0] ? c->client_eff : c->client,
+                         strlen(c->client_eff[0] ? c->client_eff : c->client));
   lh_buf_puts(&b, ",\"method\":");
   lh_buf_put_json_string(&b, r->method ? r->method : "", r->method ? strlen(r->method) : 0);
   lh_buf_puts(&b, ",\"path\":");
@@ -325,8 +326,9 @@ static void serve_metrics(lh_conn_t *c) {
     if (n)
       lh_buf_printf(&b, "luahost_requests_total{status=\"%d\"} %llu\n", s, n);
   }
-  lh_buf_printf(&b, "# HELP luahost_connections Open client connections.\n"
-                    "# TYPE luahost_connections gauge\nluahost_connections %d\n",
+  lh_buf_printf(&b,
+                "# HELP luahost_connections Open client connections.\n"
+                "# TYPE luahost_connections gauge\nluahost_connections %d\n",
                 atomic_load(&srv->connections));
   lh_buf_puts(&b, "# HELP luahost_pool_queued Jobs waiting for a pool thread.\n"
                   "# TYPE luahost_pool_queued gauge\n");
@@ -334,12 +336,14 @@ static void serve_metrics(lh_conn_t *c) {
   for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
     lh_pool_t *p = lh_pools_find(pools[i]);
     if (p)
-      lh_buf_printf(&b, "luahost_pool_queued{pool=\"%s\"} %u\nluahost_pool_running{pool=\"%s\"} %u\n",
+      lh_buf_printf(&b,
+                    "luahost_pool_queued{pool=\"%s\"} %u\nluahost_pool_running{pool=\"%s\"} %u\n",
                     pools[i], lh_pool_queued(p), pools[i], lh_pool_running(p));
   }
-  lh_buf_printf(&b, "# HELP luahost_generation_info The live script generation.\n"
-                    "# TYPE luahost_generation_info gauge\n"
-                    "luahost_generation_info{id=\"%s\"} 1\n",
+  lh_buf_printf(&b,
+                "# HELP luahost_generation_info The live script generation.\n"
+                "# TYPE luahost_generation_info gauge\n"
+                "luahost_generation_info{id=\"%s\"} 1\n",
                 lh_vm_generation(c->w->vm));
   send_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, 0, b.data, b.len);
   lh_buf_free(&b);
@@ -350,8 +354,11 @@ static int serve_reserved(lh_conn_t *c, int method) {
   const lh_request_t *r = &c->http.req;
   int is_admin = r->path_len >= 6 && memcmp(r->path, "/admin", 6) == 0 &&
                  (r->path_len == 6 || r->path[6] == '/');
-  int which = path_is(r, "/healthz") ? 1 : path_is(r, "/readyz") ? 2 : path_is(r, "/metrics") ? 3
-              : is_admin ? 4 : 0;
+  int which = path_is(r, "/healthz")   ? 1
+              : path_is(r, "/readyz")  ? 2
+              : path_is(r, "/metrics") ? 3
+              : is_admin               ? 4
+                                       : 0;
   if (!which)
     return 0;
   if (which == 4) {
@@ -609,7 +616,7 @@ static void arm_timer(lh_conn_t *c) {
   if (phase == c->timer_phase && uv_is_active((uv_handle_t *)&c->timer))
     return;
   c->timer_phase = phase;
-  int ms = phase == LH_PHASE_IDLE ? cfg->idle_timeout_ms
+  int ms = phase == LH_PHASE_IDLE      ? cfg->idle_timeout_ms
            : phase == LH_PHASE_HEADERS ? cfg->header_timeout_ms
                                        : cfg->body_timeout_ms;
   uv_timer_start(&c->timer, on_timer, (uint64_t)ms, 0);
@@ -685,9 +692,7 @@ static void process(lh_conn_t *c) {
       arm_timer(c);
       start_reading(c);
       return;
-    case LH_HTTP_CLOSE:
-      conn_close(c);
-      return;
+    case LH_HTTP_CLOSE: conn_close(c); return;
     case LH_HTTP_ERROR:
       stop_reading(c);
       c->close_after_write = 1;

@@ -136,8 +136,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   /* A value continues in a second callback only at a read boundary; anywhere else it is an
    * obs-fold continuation line, which RFC 9112 lets a server reject, and we do: folded headers
    * are a classic request-smuggling vector. */
-  if (h->in_value && (at != h->exec_start || (h->last_byte == '\n' && len &&
-                                              (at[0] == ' ' || at[0] == '\t'))))
+  if (h->in_value &&
+      (at != h->exec_start || (h->last_byte == '\n' && len && (at[0] == ' ' || at[0] == '\t'))))
     return fail(h, 400, "bad_request", "Malformed HTTP request: folded header lines");
   struct lh_http_field_s *f = &h->fields[h->nfields - 1];
   if (!h->in_value) {
@@ -325,7 +325,8 @@ lh_http_result_t lh_http_feed(lh_http_t *h, const char *data, size_t len, size_t
   if (!h->err_status) {
     const char *reason = llhttp_get_error_reason(&h->parser);
     char msg[140];
-    snprintf(msg, sizeof(msg), "Malformed HTTP request: %s", reason ? reason : llhttp_errno_name(err));
+    snprintf(msg, sizeof(msg), "Malformed HTTP request: %s",
+             reason ? reason : llhttp_errno_name(err));
     fail(h, 400, "bad_request", msg);
   }
   return LH_HTTP_ERROR;

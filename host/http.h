@@ -66,7 +66,7 @@ typedef struct lh_http_s {
   int in_value;
   const char *exec_start; /* start of the bytes being fed, to tell folds from read boundaries */
   char last_byte;         /* last byte of the previous feed */
-  int send_continue; /* the client sent Expect: 100-continue and waits for it */
+  int send_continue;      /* the client sent Expect: 100-continue and waits for it */
   /* error */
   int err_status;
   const char *err_code;

@@ -138,9 +138,7 @@ static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, si
     lua_setmetatable(L, -2);
     return 0;
   }
-  case JSON_STRING:
-    lua_pushlstring(L, json_string_value(v), json_string_length(v));
-    return 0;
+  case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); return 0;
   case JSON_INTEGER: {
     json_int_t i = json_integer_value(v);
     if (i > LH_JSON_MAX_SAFE_INT || i < -LH_JSON_MAX_SAFE_INT) {
@@ -153,18 +151,10 @@ static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, si
     lua_pushnumber(L, (lua_Number)i);
     return 0;
   }
-  case JSON_REAL:
-    lua_pushnumber(L, json_real_value(v));
-    return 0;
-  case JSON_TRUE:
-    lua_pushboolean(L, 1);
-    return 0;
-  case JSON_FALSE:
-    lua_pushboolean(L, 0);
-    return 0;
-  case JSON_NULL:
-    lua_pushlightuserdata(L, NULL);
-    return 0;
+  case JSON_REAL: lua_pushnumber(L, json_real_value(v)); return 0;
+  case JSON_TRUE: lua_pushboolean(L, 1); return 0;
+  case JSON_FALSE: lua_pushboolean(L, 0); return 0;
+  case JSON_NULL: lua_pushlightuserdata(L, NULL); return 0;
   }
   snprintf(err, errlen, "invalid JSON: unknown value type");
   return LH_EINVAL;
@@ -458,13 +448,11 @@ static int lh_json_encode_table(lh_json_enc_t *c, int idx, int depth) {
 static int lh_json_encode_value(lh_json_enc_t *c, int idx, int depth) {
   lua_State *L = c->L;
   switch (lua_type(L, idx)) {
-  case LUA_TNIL:
-    return lh_buf_append(c->out, "null", 4);
+  case LUA_TNIL: return lh_buf_append(c->out, "null", 4);
   case LUA_TBOOLEAN:
     return lua_toboolean(L, idx) ? lh_buf_append(c->out, "true", 4)
                                  : lh_buf_append(c->out, "false", 5);
-  case LUA_TNUMBER:
-    return lh_json_encode_number(c, lua_tonumber(L, idx));
+  case LUA_TNUMBER: return lh_json_encode_number(c, lua_tonumber(L, idx));
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
@@ -474,10 +462,8 @@ static int lh_json_encode_value(lh_json_enc_t *c, int idx, int depth) {
     if (lua_touserdata(L, idx) == NULL)
       return lh_buf_append(c->out, "null", 4);
     return lh_json_fail(c, "cannot encode %s", "a light userdata other than json.null");
-  case LUA_TTABLE:
-    return lh_json_encode_table(c, idx, depth + 1);
-  default:
-    return lh_json_fail(c, "cannot encode a %s", lua_typename(L, lua_type(L, idx)));
+  case LUA_TTABLE: return lh_json_encode_table(c, idx, depth + 1);
+  default: return lh_json_fail(c, "cannot encode a %s", lua_typename(L, lua_type(L, idx)));
   }
 }
 

@@ -31,8 +31,8 @@ int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errle
 void lh_json_push_array_mt(lua_State *L);
 /* Decodes a form body or a query string into a table of name -> string. '+' is a space; %XX
  * escapes; a name without '=' has the value "". A repeated name, an invalid escape, a NUL byte,
- * invalid UTF-8 and an empty name are errors (the message names the field). Pushes the table and returns 0, or writes err and
- * returns LH_EINVAL. */
+ * invalid UTF-8 and an empty name are errors (the message names the field). Pushes the table and
+ * returns 0, or writes err and returns LH_EINVAL. */
 int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen);
 
 /* Module table for `require "luahost.json"`: encode, decode, null, array(t), is_array(t). */

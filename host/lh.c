@@ -6,24 +6,15 @@
 
 const char *lh_strerror(int err) {
   switch (err) {
-  case LH_OK:
-    return "success";
-  case LH_ENOMEM:
-    return "out of memory";
-  case LH_EINVAL:
-    return "invalid argument";
-  case LH_EBUSY:
-    return "queue full";
-  case LH_ECLOSED:
-    return "shutting down";
-  case LH_ELIMIT:
-    return "limit exceeded";
-  case LH_EIO:
-    return "I/O error";
-  case LH_ENOTFOUND:
-    return "not found";
-  default:
-    return "unknown error";
+  case LH_OK: return "success";
+  case LH_ENOMEM: return "out of memory";
+  case LH_EINVAL: return "invalid argument";
+  case LH_EBUSY: return "queue full";
+  case LH_ECLOSED: return "shutting down";
+  case LH_ELIMIT: return "limit exceeded";
+  case LH_EIO: return "I/O error";
+  case LH_ENOTFOUND: return "not found";
+  default: return "unknown error";
   }
 }
 

@@ -18,7 +18,7 @@ enum {
 
 const char *lh_strerror(int err);
 
-#define LH_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define LH_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define LH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Monotonic clock in nanoseconds. */

@@ -4,7 +4,13 @@
 
 #include <stddef.h>
 
-typedef enum { LH_LOG_DEBUG = 0, LH_LOG_INFO, LH_LOG_WARN, LH_LOG_ERROR, LH_LOG_OFF } lh_log_level_t;
+typedef enum {
+  LH_LOG_DEBUG = 0,
+  LH_LOG_INFO,
+  LH_LOG_WARN,
+  LH_LOG_ERROR,
+  LH_LOG_OFF
+} lh_log_level_t;
 
 void lh_log_set_level(lh_log_level_t level);
 lh_log_level_t lh_log_get_level(void);

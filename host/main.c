@@ -43,7 +43,8 @@ static void close_walk(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
-/* Runs a script command on a loop of its own: it may use the database and hashing like a request. */
+/* Runs a script command on a loop of its own: it may use the database and hashing like a request.
+ */
 static int run_command(const lh_config_t *cfg, const char *name, int argc, char **argv) {
   uv_loop_t loop;
   lh_cq_t *cq = NULL;

@@ -155,7 +155,8 @@ void lh_ratelimit_clear(void) {
 
 static const char *check_key(lua_State *L, size_t *len) {
   const char *k = luaL_checklstring(L, 1, len);
-  luaL_argcheck(L, *len > 0 && *len <= LH_RATELIMIT_MAX_KEY_LEN, 1, "key of 1 to 256 bytes expected");
+  luaL_argcheck(L, *len > 0 && *len <= LH_RATELIMIT_MAX_KEY_LEN, 1,
+                "key of 1 to 256 bytes expected");
   return k;
 }
 

@@ -1,6 +1,7 @@
 /* ratelimit.h: a process-wide store of fixed-window counters shared by every worker (login
  * brute-force defence). Thread-safe; bounded in size: when full, expired entries are swept, and if
- * none expired the oldest window is dropped (the store favours availability over perfect memory). */
+ * none expired the oldest window is dropped (the store favours availability over perfect memory).
+ */
 #ifndef LH_RATELIMIT_H
 #define LH_RATELIMIT_H
 

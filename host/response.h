@@ -13,8 +13,8 @@ typedef struct {
   const char *content_type; /* NULL: application/json */
   const char *request_id;
   int keep_alive;
-  int head;                 /* HEAD: Content-Length of the body, but no body bytes */
-  const char *extra;        /* preformatted header lines ("Name: value\r\n"...), may be NULL */
+  int head;          /* HEAD: Content-Length of the body, but no body bytes */
+  const char *extra; /* preformatted header lines ("Name: value\r\n"...), may be NULL */
   size_t extra_len;
   const char *body;
   size_t body_len;

@@ -1,7 +1,8 @@
 /* router.h: method + path -> route, in C. Paths are '/'-separated literal segments and `{name}`
  * parameters that match one non-empty segment. A trailing slash is not significant ("/users/" and
- * "/users" are the same route). Matching allocates nothing: parameters come back as offsets into the
- * matched path. A router is immutable once built and belongs to one generation of one worker. */
+ * "/users" are the same route). Matching allocates nothing: parameters come back as offsets into
+ * the matched path. A router is immutable once built and belongs to one generation of one worker.
+ */
 #ifndef LH_ROUTER_H
 #define LH_ROUTER_H
 

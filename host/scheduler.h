@@ -2,10 +2,12 @@
  * its own loop when the work is done. The one place where coroutines are parked and woken.
  *
  * Shape of a yielding binding (as in lua-nginx-module): check the arguments, allocate a struct that
- * embeds an lh_ljob_t, fill in `job.work`, `push` and `free`, then `return lh_sched_await(L, "db", lj)`.
+ * embeds an lh_ljob_t, fill in `job.work`, `push` and `free`, then `return lh_sched_await(L, "db",
+ * lj)`.
  * - `job.work` runs on a pool thread: only plain C, never the lua_State.
  * - `push` runs on the loop thread and pushes the results onto the coroutine (`co`); it must also
- *   handle `lj->job.cancelled` (the pool shut down before the work ran) by pushing nil, "unavailable".
+ *   handle `lj->job.cancelled` (the pool shut down before the work ran) by pushing nil,
+ * "unavailable".
  * - `free` releases the struct; the scheduler calls it exactly once, after `push` or when the work
  *   could not be started. */
 #ifndef LH_SCHEDULER_H
@@ -32,7 +34,8 @@ struct lh_task_s {
   lua_State *co;
   uv_loop_t *loop;
   lh_cq_t *cq;
-  /* Called on the loop thread with `nargs` values pushed on `co`: the owner resumes the coroutine. */
+  /* Called on the loop thread with `nargs` values pushed on `co`: the owner resumes the coroutine.
+   */
   void (*resume)(lh_task_t *task, int nargs);
   int suspended; /* 1 while waiting for a job or a timer */
 };

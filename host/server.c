@@ -354,8 +354,8 @@ static void on_signal(uv_signal_t *s, int signum) {
     lh_warn("second signal: exiting now");
     _exit(1);
   }
-  lh_info("received %s: draining for %d ms, then stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT",
-          m->srv->cfg->drain_delay_ms);
+  lh_info("received %s: draining for %d ms, then stopping",
+          signum == SIGTERM ? "SIGTERM" : "SIGINT", m->srv->cfg->drain_delay_ms);
   atomic_store(&m->srv->draining, 1);
   uv_timer_start(&m->drain, on_drained, (uint64_t)m->srv->cfg->drain_delay_ms, 0);
 }

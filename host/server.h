@@ -22,9 +22,9 @@ struct lh_worker_s {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_tcp_t listener;
-  int listener_open; /* the listener handle was initialised and must be closed */
-  uv_async_t wakeup; /* "stop" from the main thread */
-  uv_timer_t grace;  /* bounds the wait for in-flight requests at shutdown */
+  int listener_open;      /* the listener handle was initialised and must be closed */
+  uv_async_t wakeup;      /* "stop" from the main thread */
+  uv_timer_t grace;       /* bounds the wait for in-flight requests at shutdown */
   uv_timer_t start_retry; /* worker 0: retries the scripts' on_start hooks */
   uv_timer_t db_probe;    /* worker 0: pings the database for /readyz */
   int probe_running;
@@ -33,9 +33,9 @@ struct lh_worker_s {
   lh_vm_t *vm;
   lh_http_limits_t limits;
   struct lh_conn_s *conns; /* every open connection, for shutdown */
-  int stopping;      /* 1: draining, 2: grace period over */
+  int stopping;            /* 1: draining, 2: grace period over */
   uint64_t grace_deadline; /* loop time */
-  int start_rc; /* result of start-up, read by the main thread */
+  int start_rc;            /* result of start-up, read by the main thread */
   char start_err[512];
   uv_sem_t started;
   unsigned long long next_request;

@@ -46,7 +46,7 @@ struct lh_vm_s {
   int has_start_hooks;
   int routes_ref; /* the generation's route list, for names in logs */
   int nroutes;
-  int busy; /* requests running or suspended on this state */
+  int busy;                       /* requests running or suspended on this state */
   unsigned long long deadline_ns; /* 0 when no script is running */
   int budget_exceeded;
   int hook_interval;
@@ -424,9 +424,10 @@ static int guarded_pattern_call(lua_State *L) {
     int chain = pattern_chain(pat, pn);
     int e = chain + (pn > 0 && pat[0] == '^' ? 0 : 1);
     if (chain >= 1 && e >= 2 && (double)e * log10((double)n) > LH_PATTERN_MAX_LOG10)
-      return luaL_error(L, "pattern '%.40s' is too expensive for a subject of %d bytes (%d "
-                           "overlapping quantified items): match a shorter string or use plain "
-                           "find",
+      return luaL_error(L,
+                        "pattern '%.40s' is too expensive for a subject of %d bytes (%d "
+                        "overlapping quantified items): match a shorter string or use plain "
+                        "find",
                         pat, (int)n, chain);
   }
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -645,11 +646,10 @@ static int load_generation(lh_vm_t *vm, const lh_script_set_t *set, char *err, s
     const char *where = lua_tostring(L, -1);
     char rerr[256];
     int m = lh_method_parse(method, strlen(method));
-    int arc = m < 0 ? LH_EINVAL : lh_router_add(vm->router, (lh_method_t)m, path, i, rerr,
-                                               sizeof(rerr));
+    int arc =
+        m < 0 ? LH_EINVAL : lh_router_add(vm->router, (lh_method_t)m, path, i, rerr, sizeof(rerr));
     if (arc != 0) {
-      snprintf(err, errlen, "%s: %s %s: %s", where, method, path,
-               m < 0 ? "unknown method" : rerr);
+      snprintf(err, errlen, "%s: %s %s: %s", where, method, path, m < 0 ? "unknown method" : rerr);
       lua_settop(L, base);
       return LH_EINVAL;
     }
@@ -863,8 +863,9 @@ static const char *route_name(lh_vm_t *vm, int id, lua_State *L) {
 }
 
 static int header_forbidden(const char *name, size_t n) {
-  static const char *const names[] = {"content-length", "connection", "transfer-encoding", "date",
-                                      "server", "x-request-id", "x-content-type-options"};
+  static const char *const names[] = {
+      "content-length", "connection",   "transfer-encoding",     "date",
+      "server",         "x-request-id", "x-content-type-options"};
   for (size_t i = 0; i < LH_ARRAY_SIZE(names); i++)
     if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
       return 1;

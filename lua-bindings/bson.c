@@ -317,12 +317,8 @@ static int append_value(lua_State *L, int idx, bson_t *out, const char *key, int
                         char *err, size_t errlen) {
   int ok = 1;
   switch (lua_type(L, idx)) {
-  case LUA_TNUMBER:
-    ok = append_number(lua_tonumber(L, idx), out, key, keylen);
-    break;
-  case LUA_TBOOLEAN:
-    ok = bson_append_bool(out, key, keylen, lua_toboolean(L, idx));
-    break;
+  case LUA_TNUMBER: ok = append_number(lua_tonumber(L, idx), out, key, keylen); break;
+  case LUA_TBOOLEAN: ok = bson_append_bool(out, key, keylen, lua_toboolean(L, idx)); break;
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
@@ -338,8 +334,7 @@ static int append_value(lua_State *L, int idx, bson_t *out, const char *key, int
     }
     ok = bson_append_null(out, key, keylen);
     break;
-  case LUA_TUSERDATA:
-    return append_userdata(L, idx, out, key, keylen, err, errlen);
+  case LUA_TUSERDATA: return append_userdata(L, idx, out, key, keylen, err, errlen);
   case LUA_TTABLE: {
     if (depth >= LH_BSON_MAX_DEPTH) {
       return fail(err, errlen, "nesting too deep", key);
@@ -361,8 +356,7 @@ static int append_value(lua_State *L, int idx, bson_t *out, const char *key, int
     }
     return rc;
   }
-  default:
-    return fail(err, errlen, lua_typename(L, lua_type(L, idx)), key);
+  default: return fail(err, errlen, lua_typename(L, lua_type(L, idx)), key);
   }
   return ok ? 0 : fail(err, errlen, "document too large", key);
 }
@@ -457,15 +451,9 @@ static void push_binary(lua_State *L, const bson_iter_t *it) {
 
 static int push_iter(lua_State *L, const bson_iter_t *it, int depth) {
   switch (bson_iter_type(it)) {
-  case BSON_TYPE_DOUBLE:
-    lua_pushnumber(L, bson_iter_double(it));
-    return 0;
-  case BSON_TYPE_INT32:
-    lua_pushnumber(L, bson_iter_int32(it));
-    return 0;
-  case BSON_TYPE_INT64:
-    lua_pushnumber(L, (lua_Number)bson_iter_int64(it));
-    return 0;
+  case BSON_TYPE_DOUBLE: lua_pushnumber(L, bson_iter_double(it)); return 0;
+  case BSON_TYPE_INT32: lua_pushnumber(L, bson_iter_int32(it)); return 0;
+  case BSON_TYPE_INT64: lua_pushnumber(L, (lua_Number)bson_iter_int64(it)); return 0;
   case BSON_TYPE_UTF8: {
     uint32_t len;
     const char *s = bson_iter_utf8(it, &len);
@@ -499,18 +487,10 @@ static int push_iter(lua_State *L, const bson_iter_t *it, int depth) {
     }
     return push_container(L, &child, bson_iter_type(it) == BSON_TYPE_ARRAY, depth + 1);
   }
-  case BSON_TYPE_BINARY:
-    push_binary(L, it);
-    return 0;
-  case BSON_TYPE_OID:
-    lh_bson_push_oid(L, bson_iter_oid(it));
-    return 0;
-  case BSON_TYPE_BOOL:
-    lua_pushboolean(L, bson_iter_bool(it));
-    return 0;
-  case BSON_TYPE_DATE_TIME:
-    lh_bson_push_date(L, bson_iter_date_time(it));
-    return 0;
+  case BSON_TYPE_BINARY: push_binary(L, it); return 0;
+  case BSON_TYPE_OID: lh_bson_push_oid(L, bson_iter_oid(it)); return 0;
+  case BSON_TYPE_BOOL: lua_pushboolean(L, bson_iter_bool(it)); return 0;
+  case BSON_TYPE_DATE_TIME: lh_bson_push_date(L, bson_iter_date_time(it)); return 0;
   case BSON_TYPE_REGEX: {
     const char *options;
     const char *pattern = bson_iter_regex(it, &options);
@@ -531,20 +511,12 @@ static int push_iter(lua_State *L, const bson_iter_t *it, int depth) {
     lua_pushnumber(L, (lua_Number)(((uint64_t)ts << 32) | inc));
     return 0;
   }
-  case BSON_TYPE_DBPOINTER:
-    lua_pushliteral(L, "DBPointer");
-    return 0;
-  case BSON_TYPE_MINKEY:
-    lua_pushliteral(L, "MinKey");
-    return 0;
-  case BSON_TYPE_MAXKEY:
-    lua_pushliteral(L, "MaxKey");
-    return 0;
+  case BSON_TYPE_DBPOINTER: lua_pushliteral(L, "DBPointer"); return 0;
+  case BSON_TYPE_MINKEY: lua_pushliteral(L, "MinKey"); return 0;
+  case BSON_TYPE_MAXKEY: lua_pushliteral(L, "MaxKey"); return 0;
   case BSON_TYPE_NULL:
   case BSON_TYPE_UNDEFINED:
-  default:
-    lua_pushlightuserdata(L, NULL);
-    return 0;
+  default: lua_pushlightuserdata(L, NULL); return 0;
   }
 }
 

@@ -366,8 +366,7 @@ static json_t *claim_from_lua(lua_State *L, char *err, size_t errlen) {
     }
     return json_integer((json_int_t)n);
   }
-  case LUA_TBOOLEAN:
-    return json_boolean(lua_toboolean(L, -1));
+  case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, -1));
   default:
     snprintf(err, errlen, "claim '%s' must be a string, an integer or a boolean", key);
     return NULL;
@@ -430,19 +429,11 @@ static void push_claims(lua_State *L, json_t *claims) {
   lua_createtable(L, 0, (int)json_object_size(claims));
   json_object_foreach(claims, key, v) {
     switch (json_typeof(v)) {
-    case JSON_STRING:
-      lua_pushlstring(L, json_string_value(v), json_string_length(v));
-      break;
-    case JSON_INTEGER:
-      lua_pushnumber(L, (lua_Number)json_integer_value(v));
-      break;
-    case JSON_REAL:
-      lua_pushnumber(L, json_real_value(v));
-      break;
+    case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: lua_pushnumber(L, (lua_Number)json_integer_value(v)); break;
+    case JSON_REAL: lua_pushnumber(L, json_real_value(v)); break;
     case JSON_TRUE:
-    case JSON_FALSE:
-      lua_pushboolean(L, json_is_true(v));
-      break;
+    case JSON_FALSE: lua_pushboolean(L, json_is_true(v)); break;
     default:
       /* sign never produces nested values or null, so a token carrying them was made elsewhere
        * with our secret; such claims are left out rather than guessed at. */

@@ -14,9 +14,9 @@
 #include <lua.h>
 #include "config.h"
 
-#define LH_JWT_MAX_TOKEN 4096  /* longer tokens are rejected as malformed */
-#define LH_JWT_MIN_SECRET 32   /* bytes */
-#define LH_JWT_LEEWAY 60       /* seconds of clock skew tolerated for exp and nbf */
+#define LH_JWT_MAX_TOKEN 4096 /* longer tokens are rejected as malformed */
+#define LH_JWT_MIN_SECRET 32  /* bytes */
+#define LH_JWT_LEEWAY 60      /* seconds of clock skew tolerated for exp and nbf */
 
 /* Stores the secrets, issuer, audience and token lifetime from cfg. The secret is cfg->jwt_secret
  * taken as raw bytes (at least 32); when it is empty and cfg->dev is set, 32 random bytes are
@@ -38,8 +38,7 @@ int lh_jwt_sign(const json_t *claims, int64_t now, char *out, size_t outlen);
  * the stable codes "malformed", "bad_alg", "bad_signature", "expired", "not_yet_valid",
  * "bad_claims"; before a successful lh_jwt_init it returns LH_EINVAL with *reason = "internal".
  * Parsing allocates only through jansson: an allocation failure reads as "malformed". */
-int lh_jwt_verify(const char *token, size_t len, int64_t now, json_t **claims,
-                  const char **reason);
+int lh_jwt_verify(const char *token, size_t len, int64_t now, json_t **claims, const char **reason);
 
 /* Module table for `require "luahost.jwt"`: sign(claims) and verify(token). */
 int luaopen_luahost_jwt(lua_State *L);

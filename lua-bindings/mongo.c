@@ -37,19 +37,13 @@ static void route_mongoc_log(mongoc_log_level_t level, const char *domain, const
   lh_log_level_t lv;
   switch (level) {
   case MONGOC_LOG_LEVEL_ERROR:
-  case MONGOC_LOG_LEVEL_CRITICAL:
-    lv = LH_LOG_ERROR;
-    break;
+  case MONGOC_LOG_LEVEL_CRITICAL: lv = LH_LOG_ERROR; break;
   case MONGOC_LOG_LEVEL_WARNING:
     lv = strstr(message, "endSessions") != NULL ? LH_LOG_DEBUG : LH_LOG_WARN;
     break;
   case MONGOC_LOG_LEVEL_MESSAGE:
-  case MONGOC_LOG_LEVEL_INFO:
-    lv = LH_LOG_INFO;
-    break;
-  default:
-    lv = LH_LOG_DEBUG;
-    break;
+  case MONGOC_LOG_LEVEL_INFO: lv = LH_LOG_INFO; break;
+  default: lv = LH_LOG_DEBUG; break;
   }
   if (lv >= lh_log_get_level()) {
     lh_log(lv, "mongoc %s: %s", domain, message);
@@ -112,16 +106,13 @@ static const char *classify_server_code(uint32_t code) {
   switch (code) {
   case 11000: /* DuplicateKey */
   case 11001: /* legacy duplicate key on update */
-  case 12582: /* duplicate key through mongos */
-    return "duplicate_key";
-  case 2:  /* BadValue */
-  case 14: /* TypeMismatch ($inc on a string, ...) */
-    return "bad_value";
+  case 12582: /* duplicate key through mongos */ return "duplicate_key";
+  case 2: /* BadValue */
+  case 14: /* TypeMismatch ($inc on a string, ...) */ return "bad_value";
   case 50:  /* MaxTimeMSExpired */
   case 89:  /* NetworkTimeout */
   case 202: /* NetworkInterfaceExceededTimeLimit */
-  case 262: /* ExceededTimeLimit */
-    return "timeout";
+  case 262: /* ExceededTimeLimit */ return "timeout";
   case 6:     /* HostUnreachable */
   case 7:     /* HostNotFound */
   case 91:    /* ShutdownInProgress */
@@ -131,17 +122,14 @@ static const char *classify_server_code(uint32_t code) {
   case 11600: /* InterruptedAtShutdown */
   case 11602: /* InterruptedDueToReplStateChange */
   case 13435: /* NotPrimaryNoSecondaryOk */
-  case 13436: /* NotPrimaryOrSecondary */
-    return "unavailable";
-  default:
-    return "error";
+  case 13436: /* NotPrimaryOrSecondary */ return "unavailable";
+  default: return "error";
   }
 }
 
 const char *lh_mongo_classify(const bson_error_t *error) {
   switch (error->domain) {
-  case MONGOC_ERROR_SERVER_SELECTION:
-    return "unavailable";
+  case MONGOC_ERROR_SERVER_SELECTION: return "unavailable";
   case MONGOC_ERROR_STREAM:
     /* libmongoc reports a read that hit socketTimeoutMS as "socket error or timeout" and a
      * connect that timed out as "...timed out"; both mean the budget ran out. */
@@ -152,18 +140,15 @@ const char *lh_mongo_classify(const bson_error_t *error) {
       return "timeout";
     }
     return "unavailable";
-  case MONGOC_ERROR_CLIENT:
-    return "error";
-  case MONGOC_ERROR_BSON:
-    return "bad_value";
+  case MONGOC_ERROR_CLIENT: return "error";
+  case MONGOC_ERROR_BSON: return "bad_value";
   case MONGOC_ERROR_COMMAND:
     /* The driver refuses some documents itself (keys starting with '$' in an insert): data. */
     if (error->code == MONGOC_ERROR_COMMAND_INVALID_ARG) {
       return "bad_value";
     }
     return classify_server_code(error->code);
-  default:
-    return classify_server_code(error->code);
+  default: return classify_server_code(error->code);
   }
 }
 
@@ -588,33 +573,15 @@ void lh_mongo_execute(lh_mongo_req_t *req) {
     coll = mongoc_client_get_collection(client, g_db, req->coll);
   }
   switch (req->op) {
-  case LH_MONGO_INSERT_ONE:
-    run_insert_one(coll, req);
-    break;
-  case LH_MONGO_FIND_ONE:
-    run_find(coll, req, 1, 1);
-    break;
-  case LH_MONGO_FIND:
-    run_find(coll, req, req->limit, 0);
-    break;
-  case LH_MONGO_COUNT:
-    run_count(coll, req);
-    break;
-  case LH_MONGO_UPDATE_ONE:
-    run_update_one(coll, req);
-    break;
-  case LH_MONGO_FIND_ONE_AND_UPDATE:
-    run_find_one_and_update(coll, req);
-    break;
-  case LH_MONGO_DELETE_ONE:
-    run_delete_one(coll, req);
-    break;
-  case LH_MONGO_CREATE_INDEX:
-    run_create_index(client, req);
-    break;
-  case LH_MONGO_PING:
-    run_ping(client, req);
-    break;
+  case LH_MONGO_INSERT_ONE: run_insert_one(coll, req); break;
+  case LH_MONGO_FIND_ONE: run_find(coll, req, 1, 1); break;
+  case LH_MONGO_FIND: run_find(coll, req, req->limit, 0); break;
+  case LH_MONGO_COUNT: run_count(coll, req); break;
+  case LH_MONGO_UPDATE_ONE: run_update_one(coll, req); break;
+  case LH_MONGO_FIND_ONE_AND_UPDATE: run_find_one_and_update(coll, req); break;
+  case LH_MONGO_DELETE_ONE: run_delete_one(coll, req); break;
+  case LH_MONGO_CREATE_INDEX: run_create_index(client, req); break;
+  case LH_MONGO_PING: run_ping(client, req); break;
   }
   if (coll != NULL) {
     mongoc_collection_destroy(coll);
@@ -703,26 +670,19 @@ static int job_push(lh_ljob_t *lj, lua_State *co) {
     return push_error(co, req->code);
   }
   switch (req->op) {
-  case LH_MONGO_INSERT_ONE:
-    return push_inserted_id(co, req);
+  case LH_MONGO_INSERT_ONE: return push_inserted_id(co, req);
   case LH_MONGO_FIND_ONE:
-  case LH_MONGO_FIND_ONE_AND_UPDATE:
-    return push_found(co, req);
-  case LH_MONGO_FIND:
-    return push_docs(co, req);
+  case LH_MONGO_FIND_ONE_AND_UPDATE: return push_found(co, req);
+  case LH_MONGO_FIND: return push_docs(co, req);
   case LH_MONGO_UPDATE_ONE:
     lua_pushnumber(co, (lua_Number)req->n1);
     lua_pushnumber(co, (lua_Number)req->n2);
     return 2;
   case LH_MONGO_COUNT:
-  case LH_MONGO_DELETE_ONE:
-    lua_pushnumber(co, (lua_Number)req->n1);
-    return 1;
+  case LH_MONGO_DELETE_ONE: lua_pushnumber(co, (lua_Number)req->n1); return 1;
   case LH_MONGO_CREATE_INDEX:
   case LH_MONGO_PING:
-  default:
-    lua_pushboolean(co, 1);
-    return 1;
+  default: lua_pushboolean(co, 1); return 1;
   }
 }
 

@@ -291,8 +291,8 @@ int lh_password_needs_rehash(const lh_password_params_t *p, const char *hash) {
       return LH_EINVAL;
     if (p->scheme != LH_PASSWORD_ARGON2ID)
       return 1;
-    int r = crypto_pwhash_argon2id_str_needs_rehash(hash, p->argon2_t,
-                                                    (size_t)p->argon2_m_kib * 1024u);
+    int r =
+        crypto_pwhash_argon2id_str_needs_rehash(hash, p->argon2_t, (size_t)p->argon2_m_kib * 1024u);
     return r < 0 ? LH_EINVAL : r;
   }
   if (is_bcrypt(hash)) {
@@ -324,15 +324,9 @@ typedef struct lh_pw_job_s {
 static void pw_job_work(lh_job_t *job) {
   lh_pw_job_t *j = LH_CONTAINER_OF(job, lh_pw_job_t, lj.job);
   switch (j->op) {
-  case LH_PW_HASH:
-    j->rc = lh_password_hash(NULL, j->pw, j->len, j->hash, sizeof j->hash);
-    break;
-  case LH_PW_VERIFY:
-    j->rc = lh_password_verify(j->pw, j->len, j->hash);
-    break;
-  case LH_PW_DUMMY:
-    j->rc = lh_password_verify(j->pw, j->len, g_dummy);
-    break;
+  case LH_PW_HASH: j->rc = lh_password_hash(NULL, j->pw, j->len, j->hash, sizeof j->hash); break;
+  case LH_PW_VERIFY: j->rc = lh_password_verify(j->pw, j->len, j->hash); break;
+  case LH_PW_DUMMY: j->rc = lh_password_verify(j->pw, j->len, g_dummy); break;
   }
 }
 
@@ -359,9 +353,7 @@ static int pw_job_push(lh_ljob_t *lj, lua_State *co) {
       return push_nil_err(co, "bad_hash");
     lua_pushboolean(co, j->rc == 1);
     return 1;
-  case LH_PW_DUMMY:
-    lua_pushboolean(co, 0);
-    return 1;
+  case LH_PW_DUMMY: lua_pushboolean(co, 0); return 1;
   }
   return push_nil_err(co, "internal");
 }

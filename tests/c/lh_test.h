@@ -14,46 +14,46 @@
 static int lh_test_failed_checks;
 static int lh_test_passed, lh_test_failed;
 
-#define LH_CHECK(cond)                                                                            \
-  do {                                                                                            \
-    if (!(cond)) {                                                                                \
-      fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                  \
-      lh_test_failed_checks++;                                                                    \
-    }                                                                                             \
+#define LH_CHECK(cond)                                                                             \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                   \
+      lh_test_failed_checks++;                                                                     \
+    }                                                                                              \
   } while (0)
 
-#define LH_CHECK_INT(a, b)                                                                        \
-  do {                                                                                            \
-    long long lh_a_ = (long long)(a), lh_b_ = (long long)(b);                                     \
-    if (lh_a_ != lh_b_) {                                                                         \
-      fprintf(stderr, "  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, lh_a_,      \
-              lh_b_);                                                                             \
-      lh_test_failed_checks++;                                                                    \
-    }                                                                                             \
+#define LH_CHECK_INT(a, b)                                                                         \
+  do {                                                                                             \
+    long long lh_a_ = (long long)(a), lh_b_ = (long long)(b);                                      \
+    if (lh_a_ != lh_b_) {                                                                          \
+      fprintf(stderr, "  %s:%d: %s == %lld, expected %lld\n", __FILE__, __LINE__, #a, lh_a_,       \
+              lh_b_);                                                                              \
+      lh_test_failed_checks++;                                                                     \
+    }                                                                                              \
   } while (0)
 
-#define LH_CHECK_STR(a, b)                                                                        \
-  do {                                                                                            \
-    const char *lh_a_ = (a), *lh_b_ = (b);                                                        \
-    if (!lh_a_ || !lh_b_ || strcmp(lh_a_, lh_b_) != 0) {                                          \
-      fprintf(stderr, "  %s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a,         \
-              lh_a_ ? lh_a_ : "(null)", lh_b_ ? lh_b_ : "(null)");                                \
-      lh_test_failed_checks++;                                                                    \
-    }                                                                                             \
+#define LH_CHECK_STR(a, b)                                                                         \
+  do {                                                                                             \
+    const char *lh_a_ = (a), *lh_b_ = (b);                                                         \
+    if (!lh_a_ || !lh_b_ || strcmp(lh_a_, lh_b_) != 0) {                                           \
+      fprintf(stderr, "  %s:%d: %s == \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a,          \
+              lh_a_ ? lh_a_ : "(null)", lh_b_ ? lh_b_ : "(null)");                                 \
+      lh_test_failed_checks++;                                                                     \
+    }                                                                                              \
   } while (0)
 
-#define LH_RUN(fn)                                                                                \
-  do {                                                                                            \
-    int lh_before_ = lh_test_failed_checks;                                                       \
-    fn();                                                                                         \
-    if (lh_test_failed_checks == lh_before_) {                                                    \
-      lh_test_passed++;                                                                           \
-      printf("ok   %s\n", #fn);                                                                   \
-    } else {                                                                                      \
-      lh_test_failed++;                                                                           \
-      printf("FAIL %s\n", #fn);                                                                   \
-    }                                                                                             \
-    fflush(stdout);                                                                               \
+#define LH_RUN(fn)                                                                                 \
+  do {                                                                                             \
+    int lh_before_ = lh_test_failed_checks;                                                        \
+    fn();                                                                                          \
+    if (lh_test_failed_checks == lh_before_) {                                                     \
+      lh_test_passed++;                                                                            \
+      printf("ok   %s\n", #fn);                                                                    \
+    } else {                                                                                       \
+      lh_test_failed++;                                                                            \
+      printf("FAIL %s\n", #fn);                                                                    \
+    }                                                                                              \
+    fflush(stdout);                                                                                \
   } while (0)
 
 static inline int lh_test_done(void) {

@@ -48,7 +48,8 @@ static void test_simple_get(void) {
 static void test_split_across_reads(void) {
   lh_http_t h;
   lh_http_init(&h, &limits);
-  const char *req = "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nX-Long-Name: value\r\n\r\nhello";
+  const char *req =
+      "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nX-Long-Name: value\r\n\r\nhello";
   size_t n = strlen(req), used;
   for (size_t i = 0; i < n - 1; i++) {
     LH_CHECK_INT(lh_http_feed(&h, req + i, 1, &used), LH_HTTP_NEED_MORE);
@@ -89,8 +90,9 @@ static void test_pipelined_one_at_a_time(void) {
 }
 
 static void test_framing_errors(void) {
-  expect_error("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-               400, "bad_request");
+  expect_error(
+      "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+      "bad_request");
   expect_error("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400,
                "bad_request");
   expect_error("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1a\r\n\r\n", 400, "bad_request");
@@ -133,7 +135,8 @@ static void test_size_limits(void) {
     strcat(many, "X-A: b\r\n");
   strcat(many, "\r\n");
   expect_error(many, 431, "too_many_headers");
-  expect_error("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 65537\r\n\r\n", 413, "body_too_large");
+  expect_error("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 65537\r\n\r\n", 413,
+               "body_too_large");
   /* exactly at the limit is fine */
   lh_http_t h;
   lh_http_init(&h, &limits);
@@ -160,8 +163,9 @@ static void test_chunked_total_limit(void) {
   lh_http_t h;
   lh_http_init(&h, &limits);
   size_t used;
-  LH_CHECK_INT(feed_all(&h, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n", &used),
-               LH_HTTP_NEED_MORE);
+  LH_CHECK_INT(
+      feed_all(&h, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n", &used),
+      LH_HTTP_NEED_MORE);
   char *chunk = repeat("8000\r\n", 'c', 0x8000, "\r\n");
   LH_CHECK_INT(feed_all(&h, chunk, &used), LH_HTTP_NEED_MORE);
   LH_CHECK_INT(feed_all(&h, chunk, &used), LH_HTTP_NEED_MORE); /* exactly 64 KiB */
@@ -175,9 +179,11 @@ static void test_expect_continue_flag(void) {
   lh_http_t h;
   lh_http_init(&h, &limits);
   size_t used;
-  LH_CHECK_INT(feed_all(&h, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
-                        &used),
-               LH_HTTP_NEED_MORE);
+  LH_CHECK_INT(
+      feed_all(&h,
+               "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+               &used),
+      LH_HTTP_NEED_MORE);
   LH_CHECK(h.send_continue);
   LH_CHECK_INT(feed_all(&h, "{}", &used), LH_HTTP_REQUEST);
   LH_CHECK(!h.send_continue);

@@ -441,8 +441,8 @@ static void test_timing(void) {
   init_default();
   enum { N = 20000 };
   char token[LH_JWT_MAX_TOKEN + 1];
-  json_t *claims = json_pack("{s:s, s:s, s:i}", "sub", "65a1f0c2e4b0a1b2c3d4e5f6", "role", "admin",
-                             "tv", 7);
+  json_t *claims =
+      json_pack("{s:s, s:s, s:i}", "sub", "65a1f0c2e4b0a1b2c3d4e5f6", "role", "admin", "tv", 7);
   unsigned long long t0 = lh_now_ns();
   for (int i = 0; i < N; i++)
     lh_jwt_sign(claims, NOW, token, sizeof token);

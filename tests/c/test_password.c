@@ -130,7 +130,7 @@ static void test_malformed_hashes(void) {
       "$2b$99$RDSZuqeJDnu0e/lrSprHMe13HKuLDTh4PrHgcLuilTwzeo4xvhMqW", /* cost out of range */
       "$2b$03$RDSZuqeJDnu0e/lrSprHMe13HKuLDTh4PrHgcLuilTwzeo4xvhMqW",
       "$2b$1x$RDSZuqeJDnu0e/lrSprHMe13HKuLDTh4PrHgcLuilTwzeo4xvhMqW",
-      "$2b$10$RDSZuqeJDnu0e/lrSprHMe13HKuLDTh4PrHgcLuilTwzeo4xvhMq!", /* bad character */
+      "$2b$10$RDSZuqeJDnu0e/lrSprHMe13HKuLDTh4PrHgcLuilTwzeo4xvhMq!",  /* bad character */
       "$2b$10$RDSZuqeJDnu0e/lrSprHMe13HKuLDTh4PrHgcLuilTwzeo4xvhMqWW", /* 61 characters */
       "$2x$10$RDSZuqeJDnu0e/lrSprHMe13HKuLDTh4PrHgcLuilTwzeo4xvhMqW",  /* unknown variant */
       "$argon2id$",
@@ -258,7 +258,8 @@ static void time_scheme(const char *name, const lh_password_params_t *p) {
          wrong_ms);
 }
 
-/* Measures both schemes at the shipped defaults (lh_config_defaults), which tests must not lower. */
+/* Measures both schemes at the shipped defaults (lh_config_defaults), which tests must not lower.
+ */
 static void test_default_params_timing(void) {
   lh_config_t cfg;
   char err[256] = "", name[64];
