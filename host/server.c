@@ -316,11 +316,12 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t 
     }
     uv_sem_wait(&w->started);
     if (w->start_rc != 0) {
+      int rc = w->start_rc; /* w is freed by stop_started */
       snprintf(err, errlen, "%s", w->start_err);
       uv_thread_join(&w->thread);
       uv_sem_destroy(&w->started);
       stop_started(srv, i);
-      return w->start_rc;
+      return rc;
     }
   }
   lh_info("luahost listening on %s:%d with %d workers, script generation %s", srv->host, srv->port,

@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "jwt.h"
+#include <jwt.h>
 #include "lh.h"
 #include "lh_test.h"
 
@@ -178,8 +179,8 @@ static void test_alg_none(void) {
   LH_CHECK_STR(verify_at(token, NOW), "bad_alg");
 }
 
-/* An HS512 token signed with the same secret, as libjwt 1.10 would make and accept. It is built
- * with libsodium because lua-bindings/jwt.h shadows libjwt's <jwt.h> on the include path. */
+/* An HS512 token signed with the same secret, as libjwt 1.10 would make and accept, built by hand
+ * (test_libjwt_reference builds the same with libjwt itself). */
 static void test_hs512_rejected(void) {
   init_default();
   char h[128], p[256], s[128], token[1024];
@@ -200,6 +201,51 @@ static void test_hs512_rejected(void) {
   /* The same header with an HS256 signature is refused too: the header names the algorithm. */
   make_token(header, payload, SECRET, token, sizeof token);
   LH_CHECK_STR(verify_at(token, NOW), "bad_alg");
+}
+
+/* libjwt as an independent reference: its HS256 tokens verify here and ours verify there, while
+ * the tokens libjwt 1.10 would also accept (HS512 with the same secret, alg none) are refused. */
+static jwt_t *reference_token(jwt_alg_t alg, const char *key) {
+  jwt_t *j = NULL;
+  if (jwt_new(&j) != 0)
+    return NULL;
+  jwt_add_grant(j, "sub", "u");
+  jwt_add_grant_int(j, "exp", 1700001000);
+  jwt_set_alg(j, alg, (const unsigned char *)key, key ? (int)strlen(key) : 0);
+  return j;
+}
+
+static void test_libjwt_reference(void) {
+  init_default();
+  jwt_alg_t algs[] = {JWT_ALG_HS256, JWT_ALG_HS512, JWT_ALG_HS384, JWT_ALG_NONE};
+  const char *expect[] = {"ok", "bad_alg", "bad_alg", "bad_alg"};
+  for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+    jwt_t *j = reference_token(algs[i], algs[i] == JWT_ALG_NONE ? NULL : SECRET);
+    LH_CHECK(j != NULL);
+    char *tok = j ? jwt_encode_str(j) : NULL;
+    LH_CHECK(tok != NULL);
+    if (tok)
+      LH_CHECK_STR(verify_at(tok, NOW), expect[i]);
+    free(tok);
+    jwt_free(j);
+  }
+  /* A token signed by libjwt with another key is refused. */
+  jwt_t *j = reference_token(JWT_ALG_HS256, OTHER);
+  char *tok = jwt_encode_str(j);
+  LH_CHECK_STR(verify_at(tok, NOW), "bad_signature");
+  free(tok);
+  jwt_free(j);
+  /* Ours decode and verify with libjwt, pinned to HS256 with the same key. */
+  json_t *claims = json_pack("{s:s}", "sub", "u");
+  char ours[1024];
+  LH_CHECK_INT(lh_jwt_sign(claims, NOW, ours, sizeof ours), 0);
+  json_decref(claims);
+  jwt_t *decoded = NULL;
+  LH_CHECK_INT(jwt_decode(&decoded, ours, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+  LH_CHECK(decoded && jwt_get_alg(decoded) == JWT_ALG_HS256);
+  if (decoded)
+    LH_CHECK_STR(jwt_get_grant(decoded, "sub"), "u");
+  jwt_free(decoded);
 }
 
 static void test_header_rules(void) {
@@ -474,6 +520,7 @@ int main(void) {
   LH_RUN(test_wrong_key);
   LH_RUN(test_alg_none);
   LH_RUN(test_hs512_rejected);
+  LH_RUN(test_libjwt_reference);
   LH_RUN(test_header_rules);
   LH_RUN(test_expiry);
   LH_RUN(test_nbf);
