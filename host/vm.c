@@ -309,27 +309,42 @@ static int cs_overlap(const lh_charset_t *a, const lh_charset_t *b) {
   return 0;
 }
 
-static void cs_class(lh_charset_t *cs, unsigned char cl) {
-  int lower = tolower(cl);
+/* The sets of the class letters (%a, %d, ...), computed once: the guard runs on every pattern call
+ * with a long subject, so it must cost a few table lookups, not 256 ctype calls per item. */
+static lh_charset_t class_sets[26];
+static uv_once_t class_sets_once = UV_ONCE_INIT;
+
+static void class_sets_init(void) {
   for (unsigned c = 0; c < 256; c++) {
-    int in;
-    switch (lower) {
-    case 'a': in = isalpha((int)c); break;
-    case 'c': in = iscntrl((int)c); break;
-    case 'd': in = isdigit((int)c); break;
-    case 'g': in = isgraph((int)c); break;
-    case 'l': in = islower((int)c); break;
-    case 'p': in = ispunct((int)c); break;
-    case 's': in = isspace((int)c); break;
-    case 'u': in = isupper((int)c); break;
-    case 'w': in = isalnum((int)c); break;
-    case 'x': in = isxdigit((int)c); break;
-    default: in = c == cl; break; /* an escaped literal such as %. */
-    }
-    if (lower != cl && isalpha(cl) && strchr("acdglpsuwx", lower))
-      in = !in; /* %A, %S, ...: the complement */
-    if (in)
-      cs_set(cs, c);
+    int ci = (int)c;
+    int in[26] = {0};
+    in['a' - 'a'] = isalpha(ci) != 0;
+    in['c' - 'a'] = iscntrl(ci) != 0;
+    in['d' - 'a'] = isdigit(ci) != 0;
+    in['g' - 'a'] = isgraph(ci) != 0;
+    in['l' - 'a'] = islower(ci) != 0;
+    in['p' - 'a'] = ispunct(ci) != 0;
+    in['s' - 'a'] = isspace(ci) != 0;
+    in['u' - 'a'] = isupper(ci) != 0;
+    in['w' - 'a'] = isalnum(ci) != 0;
+    in['x' - 'a'] = isxdigit(ci) != 0;
+    for (int k = 0; k < 26; k++)
+      if (in[k])
+        cs_set(&class_sets[k], c);
+  }
+}
+
+static void cs_class(lh_charset_t *cs, unsigned char cl) {
+  static const char letters[] = "acdglpsuwx";
+  unsigned char lower = (unsigned char)(cl | 0x20);
+  if (lower >= 'a' && lower <= 'z' && memchr(letters, lower, sizeof(letters) - 1)) {
+    uv_once(&class_sets_once, class_sets_init);
+    const lh_charset_t *set = &class_sets[lower - 'a'];
+    int complement = cl != lower; /* %A, %S, ...: upper case is the complement */
+    for (int i = 0; i < 4; i++)
+      cs->bits[i] |= complement ? ~set->bits[i] : set->bits[i];
+  } else {
+    cs_set(cs, cl); /* an escaped literal such as %. */
   }
 }
 
