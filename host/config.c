@@ -143,18 +143,6 @@ static const lh_opt_t lh_options[] = {
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-static void lh_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lh_errf(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static const lh_opt_t *lh_opt_find(const char *name, size_t len) {
   for (size_t i = 0; i < LH_ARRAY_SIZE(lh_options); i++) {
     if (strlen(lh_options[i].name) == len && memcmp(lh_options[i].name, name, len) == 0)

@@ -705,6 +705,20 @@ static int lh_json_l_decode(lua_State *L) {
   return 1;
 }
 
+/* json.form_decode(string) -> table of name -> string, or nil and a reason (a form body or a
+ * query string from outside). */
+int lh_json_l_form_decode(lua_State *L) {
+  char err[256];
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (lh_form_decode(L, s, len, err, sizeof(err)) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
 /* json.array([t]) -> t marked as an array (a new empty one when t is nil). */
 static int lh_json_l_array(lua_State *L) {
   if (lua_isnoneornil(L, 1)) {
@@ -748,6 +762,8 @@ int luaopen_luahost_json(lua_State *L) {
   lua_setfield(L, -2, "encode");
   lua_pushcfunction(L, lh_json_l_decode);
   lua_setfield(L, -2, "decode");
+  lua_pushcfunction(L, lh_json_l_form_decode);
+  lua_setfield(L, -2, "form_decode");
   lua_pushcfunction(L, lh_json_l_array);
   lua_setfield(L, -2, "array");
   lua_pushcfunction(L, lh_json_l_is_array);

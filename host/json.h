@@ -35,6 +35,9 @@ void lh_json_push_array_mt(lua_State *L);
  * returns 0, or writes err and returns LH_EINVAL. */
 int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen);
 
+/* The Lua function behind json.form_decode (also luahost.form_decode). */
+int lh_json_l_form_decode(lua_State *L);
+
 /* Module table for `require "luahost.json"`: encode, decode, null, array(t), is_array(t). */
 int luaopen_luahost_json(lua_State *L);
 

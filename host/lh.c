@@ -2,6 +2,9 @@
  * monotonic clock every module uses for deadlines and durations. */
 #include "lh.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <time.h>
 
 const char *lh_strerror(int err) {
@@ -23,4 +26,13 @@ unsigned long long lh_now_ns(void) {
   /* CLOCK_MONOTONIC cannot fail with a valid pointer on Linux, so the result is not checked. */
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
+void lh_errf(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
 }

@@ -21,6 +21,9 @@ const char *lh_strerror(int err);
 #define LH_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define LH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Writes a printf-style message into err (errlen bytes); a NULL or empty err is ignored. */
+void lh_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Monotonic clock in nanoseconds. */
 unsigned long long lh_now_ns(void);
 

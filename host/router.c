@@ -90,18 +90,6 @@ void lh_router_free(lh_router_t *r) {
   free(r);
 }
 
-static void lh_set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void lh_set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* One parsed segment of a pattern: a literal, or a parameter whose name is the text inside the
  * braces. */
 typedef struct {
@@ -123,19 +111,19 @@ static int lh_parse_pseg(const char *s, size_t len, lh_pseg_t *out, char *err, s
     out->len = len - 2;
     out->is_param = 1;
     if (out->len == 0) {
-      lh_set_err(err, errlen, "empty parameter name");
+      lh_errf(err, errlen, "empty parameter name");
       return LH_EINVAL;
     }
     for (size_t i = 0; i < out->len; i++) {
       if (!lh_is_name_char(out->s[i], i == 0)) {
-        lh_set_err(err, errlen, "bad parameter name '%.*s'", (int)out->len, out->s);
+        lh_errf(err, errlen, "bad parameter name '%.*s'", (int)out->len, out->s);
         return LH_EINVAL;
       }
     }
     return 0;
   }
   if (memchr(s, '{', len) || memchr(s, '}', len)) {
-    lh_set_err(err, errlen, "'{' or '}' outside a whole-segment parameter in '%.*s'", (int)len, s);
+    lh_errf(err, errlen, "'{' or '}' outside a whole-segment parameter in '%.*s'", (int)len, s);
     return LH_EINVAL;
   }
   out->s = s;
@@ -148,12 +136,12 @@ static int lh_parse_pseg(const char *s, size_t len, lh_pseg_t *out, char *err, s
 static int lh_split_pattern(const char *pattern, lh_pseg_t *segs, char *err, size_t errlen) {
   size_t len = strlen(pattern);
   if (len == 0 || pattern[0] != '/') {
-    lh_set_err(err, errlen, "pattern must start with '/'");
+    lh_errf(err, errlen, "pattern must start with '/'");
     return LH_EINVAL;
   }
   if (len > 1 && pattern[len - 1] == '/') {
     if (pattern[len - 2] == '/') {
-      lh_set_err(err, errlen, "empty segment in pattern");
+      lh_errf(err, errlen, "empty segment in pattern");
       return LH_EINVAL;
     }
     len--; /* the trailing slash is not significant */
@@ -165,11 +153,11 @@ static int lh_split_pattern(const char *pattern, lh_pseg_t *segs, char *err, siz
     const char *slash = memchr(start, '/', len - pos);
     size_t slen = slash ? (size_t)(slash - start) : len - pos;
     if (slen == 0) {
-      lh_set_err(err, errlen, "empty segment in pattern");
+      lh_errf(err, errlen, "empty segment in pattern");
       return LH_EINVAL;
     }
     if (n == LH_ROUTER_MAX_SEGMENTS) {
-      lh_set_err(err, errlen, "more than %d segments", LH_ROUTER_MAX_SEGMENTS);
+      lh_errf(err, errlen, "more than %d segments", LH_ROUTER_MAX_SEGMENTS);
       return LH_EINVAL;
     }
     int rc = lh_parse_pseg(start, slen, &segs[n], err, errlen);
@@ -179,12 +167,12 @@ static int lh_split_pattern(const char *pattern, lh_pseg_t *segs, char *err, siz
       for (int i = 0; i < n; i++) {
         if (segs[i].is_param && segs[i].len == segs[n].len &&
             memcmp(segs[i].s, segs[n].s, segs[n].len) == 0) {
-          lh_set_err(err, errlen, "duplicate parameter '%.*s'", (int)segs[n].len, segs[n].s);
+          lh_errf(err, errlen, "duplicate parameter '%.*s'", (int)segs[n].len, segs[n].s);
           return LH_EINVAL;
         }
       }
       if (++nparams > LH_ROUTER_MAX_PARAMS) {
-        lh_set_err(err, errlen, "more than %d parameters", LH_ROUTER_MAX_PARAMS);
+        lh_errf(err, errlen, "more than %d parameters", LH_ROUTER_MAX_PARAMS);
         return LH_EINVAL;
       }
     }
@@ -263,7 +251,7 @@ static lh_route_leaf_t *lh_leaf_new(const lh_pseg_t *segs, int nsegs, int route_
 int lh_router_add(lh_router_t *r, lh_method_t method, const char *pattern, int route_id, char *err,
                   size_t errlen) {
   if (!r || !pattern || (int)method < 0 || method >= LH_M__COUNT || route_id < 0) {
-    lh_set_err(err, errlen, "invalid argument");
+    lh_errf(err, errlen, "invalid argument");
     return LH_EINVAL;
   }
   lh_pseg_t segs[LH_ROUTER_MAX_SEGMENTS];
@@ -276,17 +264,17 @@ int lh_router_add(lh_router_t *r, lh_method_t method, const char *pattern, int r
   for (int i = 0; i < nsegs; i++) {
     n = lh_child_for(n, &segs[i]);
     if (!n) {
-      lh_set_err(err, errlen, "out of memory");
+      lh_errf(err, errlen, "out of memory");
       return LH_ENOMEM;
     }
   }
   if (n->leaf[method]) {
-    lh_set_err(err, errlen, "duplicate route %s %s", lh_method_names[method], pattern);
+    lh_errf(err, errlen, "duplicate route %s %s", lh_method_names[method], pattern);
     return LH_ELIMIT;
   }
   lh_route_leaf_t *leaf = lh_leaf_new(segs, nsegs, route_id);
   if (!leaf) {
-    lh_set_err(err, errlen, "out of memory");
+    lh_errf(err, errlen, "out of memory");
     return LH_ENOMEM;
   }
   n->leaf[method] = leaf;

@@ -116,18 +116,6 @@ static int l_monotonic_ms(lua_State *L) {
   return 1;
 }
 
-static int l_form_decode(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  char err[160];
-  if (lh_form_decode(L, s, len, err, sizeof(err)) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
-  return 1;
-}
-
 static int l_random_hex(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   luaL_argcheck(L, n >= 1 && n <= 64, 1, "between 1 and 64 bytes expected");
@@ -222,7 +210,7 @@ static int open_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"sleep", l_sleep},
                                  {"now", l_now},
                                  {"monotonic_ms", l_monotonic_ms},
-                                 {"form_decode", l_form_decode},
+                                 {"form_decode", lh_json_l_form_decode},
                                  {"random_hex", l_random_hex},
                                  {"block", l_block},
                                  {NULL, NULL}};
@@ -1036,23 +1024,30 @@ static void resume_task(lh_task_t *t, int nargs) {
   finish(vt);
 }
 
-void lh_vm_dispatch(lh_vm_t *vm, lh_exchange_t *ex) {
-  lua_State *L = vm->L;
+/* A new coroutine on vm, anchored in the registry until the task finishes. */
+static lh_vtask_t *new_task(lh_vm_t *vm) {
   lh_vtask_t *vt = calloc(1, sizeof(*vt));
+  if (!vt)
+    return NULL;
+  vt->vm = vm;
+  vt->task.loop = vm->loop;
+  vt->task.cq = vm->cq;
+  vt->task.resume = resume_task;
+  vt->task.co = lua_newthread(vm->L);
+  vt->co_ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
+  vm->busy++;
+  return vt;
+}
+
+void lh_vm_dispatch(lh_vm_t *vm, lh_exchange_t *ex) {
+  lh_vtask_t *vt = new_task(vm);
   if (!vt) {
     set_error(ex, 503, "The server is out of memory", "overloaded");
     ex->done(ex);
     return;
   }
-  vt->vm = vm;
   vt->ex = ex;
-  vt->task.loop = vm->loop;
-  vt->task.cq = vm->cq;
-  vt->task.resume = resume_task;
-  lua_State *co = lua_newthread(L);
-  vt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  vt->task.co = co;
-  vm->busy++;
+  lua_State *co = vt->task.co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, vm->run_ref);
   lua_pushinteger(co, ex->match.route_id);
   push_request(co, ex);
@@ -1065,22 +1060,14 @@ int lh_vm_has_start_hooks(const lh_vm_t *vm) {
 
 void lh_vm_run_hook(lh_vm_t *vm, const char *command, int argc, char **argv, lh_vm_hook_cb cb,
                     void *ud) {
-  lua_State *L = vm->L;
-  lh_vtask_t *vt = calloc(1, sizeof(*vt));
+  lh_vtask_t *vt = new_task(vm);
   if (!vt) {
     cb(ud, 0, "out of memory");
     return;
   }
-  vt->vm = vm;
   vt->hook_cb = cb;
   vt->hook_ud = ud;
-  vt->task.loop = vm->loop;
-  vt->task.cq = vm->cq;
-  vt->task.resume = resume_task;
-  lua_State *co = lua_newthread(L);
-  vt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  vt->task.co = co;
-  vm->busy++;
+  lua_State *co = vt->task.co;
   int nargs = 0;
   if (command) {
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->command_ref);
