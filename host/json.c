@@ -546,16 +546,6 @@ static int lh_utf8_valid(const unsigned char *s, size_t n) {
   return 1;
 }
 
-static int lh_hexval(unsigned char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Decodes one name or value of src[0..n) into dst (at most n bytes). Returns the decoded length,
  * or -1 for an invalid %-escape, -2 for a NUL byte. */
 static long lh_form_unescape(const char *src, size_t n, char *dst) {

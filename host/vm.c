@@ -765,16 +765,6 @@ const char *lh_vm_generation(const lh_vm_t *vm) {
 
 /* ---- running a request ---- */
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Path parameters arrive percent-encoded; an invalid escape is kept as it is. */
 static void push_decoded(lua_State *L, const char *s, size_t n) {
   if (!memchr(s, '%', n)) {
@@ -785,8 +775,8 @@ static void push_decoded(lua_State *L, const char *s, size_t n) {
   luaL_buffinit(L, &b);
   for (size_t i = 0; i < n; i++) {
     int hi, lo;
-    if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-        (lo = hexval((unsigned char)s[i + 2])) >= 0 && (hi || lo)) {
+    if (s[i] == '%' && i + 2 < n && (hi = lh_hexval((unsigned char)s[i + 1])) >= 0 &&
+        (lo = lh_hexval((unsigned char)s[i + 2])) >= 0 && (hi || lo)) {
       luaL_addchar(&b, (char)(hi * 16 + lo));
       i += 2;
     } else {
