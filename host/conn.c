@@ -330,15 +330,20 @@ static void serve_metrics(lh_conn_t *c) {
                 "# HELP luahost_connections Open client connections.\n"
                 "# TYPE luahost_connections gauge\nluahost_connections %d\n",
                 atomic_load(&srv->connections));
+  static const char *const pools[] = {"db", "hash", "test"};
   lh_buf_puts(&b, "# HELP luahost_pool_queued Jobs waiting for a pool thread.\n"
                   "# TYPE luahost_pool_queued gauge\n");
-  static const char *const pools[] = {"db", "hash", "test"};
   for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
     lh_pool_t *p = lh_pools_find(pools[i]);
     if (p)
-      lh_buf_printf(&b,
-                    "luahost_pool_queued{pool=\"%s\"} %u\nluahost_pool_running{pool=\"%s\"} %u\n",
-                    pools[i], lh_pool_queued(p), pools[i], lh_pool_running(p));
+      lh_buf_printf(&b, "luahost_pool_queued{pool=\"%s\"} %u\n", pools[i], lh_pool_queued(p));
+  }
+  lh_buf_puts(&b, "# HELP luahost_pool_running Jobs being worked on by pool threads.\n"
+                  "# TYPE luahost_pool_running gauge\n");
+  for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
+    lh_pool_t *p = lh_pools_find(pools[i]);
+    if (p)
+      lh_buf_printf(&b, "luahost_pool_running{pool=\"%s\"} %u\n", pools[i], lh_pool_running(p));
   }
   lh_buf_printf(&b,
                 "# HELP luahost_generation_info The live script generation.\n"

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "config.h"
 #include "jobs.h"
@@ -127,7 +128,20 @@ int main(int argc, char **argv) {
   if (lh_log_parse_level(cfg.log_level, &level) == 0)
     lh_log_set_level(level);
 
+  if (command && cfg.jwt_secret[0] == '\0') {
+    /* Commands sign no tokens: a throwaway secret lets them run without one configured. */
+    unsigned char raw[32];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(cfg.jwt_secret, sizeof(cfg.jwt_secret), raw, sizeof(raw));
+  }
   if (check) {
+    /* Everything start-up would refuse: the bindings' settings (secrets, hashing parameters, the
+     * database URI) and the scripts. */
+    if (lh_bindings_init(&cfg, err, sizeof(err)) != 0) {
+      fprintf(stderr, "luahost: configuration error: %s\n", err);
+      return 1;
+    }
+    lh_bindings_cleanup();
     lh_vm_t *vm;
     if (lh_vm_create(&vm, &cfg, NULL, NULL, err, sizeof(err)) != 0) {
       fprintf(stderr, "luahost: scripts rejected: %s\n", err);

@@ -159,7 +159,7 @@ static void probe_done(lh_job_t *job) {
   int ok = !job->cancelled && p->req.code == NULL;
   lh_server_t *srv = p->w->srv;
   if (atomic_exchange(&srv->db_ok, ok) != ok)
-    lh_log(ok ? LH_LOG_INFO : LH_LOG_WARN, "database %s", ok ? "answers again" : "does not answer");
+    lh_log(ok ? LH_LOG_INFO : LH_LOG_WARN, "database %s", ok ? "answers" : "does not answer");
   p->w->probe_running = 0;
   lh_mongo_req_destroy(&p->req);
   free(p);
@@ -334,6 +334,7 @@ typedef struct {
   uv_signal_t sigterm, sigint;
   uv_timer_t drain;
   int signalled;
+  uint64_t first_signal; /* loop time of the first signal */
 } lh_main_t;
 
 static void stop_workers(lh_server_t *srv) {
@@ -351,10 +352,16 @@ static void on_drained(uv_timer_t *t) {
 
 static void on_signal(uv_signal_t *s, int signum) {
   lh_main_t *m = s->data;
+  uint64_t now = uv_now(s->loop);
   if (m->signalled++) {
+    /* A terminal's Ctrl-C reaches the host and the script that started it, which forwards a
+     * SIGTERM: signals within a second are one request to stop. A later one means "now". */
+    if (now - m->first_signal < 1000)
+      return;
     lh_warn("second signal: exiting now");
     _exit(1);
   }
+  m->first_signal = now;
   lh_info("received %s: draining for %d ms, then stopping",
           signum == SIGTERM ? "SIGTERM" : "SIGINT", m->srv->cfg->drain_delay_ms);
   atomic_store(&m->srv->draining, 1);

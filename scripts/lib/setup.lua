@@ -86,12 +86,24 @@ function M.start()
   return true
 end
 
--- commands.migrate hook: result table | nil, err. ok is false while conflicts remain; once there
--- are none the unique index is created too, so the next start finds everything in place.
-function M.migrate()
-  local result, err = users.migrate()
+-- commands.migrate hook: `luahost migrate [--dry-run]`. Result table | nil, err. ok is false
+-- while conflicts remain; once there are none the unique index is created too, so the next start
+-- finds everything in place. With --dry-run nothing is written: `migrated` counts the documents
+-- that would change. Any other argument is refused before anything is read.
+function M.migrate(args)
+  local dry_run = false
+  for _, a in ipairs(args or {}) do
+    if a == "--dry-run" then
+      dry_run = true
+    else
+      return nil, "unknown argument '" .. tostring(a) .. "' (usage: luahost migrate [--dry-run])"
+    end
+  end
+  local result, err = users.migrate(dry_run)
   if not result then return nil, err end
-  if result.ok then
+  if dry_run then
+    result.index = result.ok and "would be created" or "would not be created: conflicts remain"
+  elseif result.ok then
     local ok, ierr = users.ensure_index()
     result.index = ok and "username_lc unique index in place"
                    or ("index failed: " .. tostring(ierr))

@@ -427,7 +427,7 @@ end
 -- migrate() -> { ok, scanned, migrated, conflicts = {...} } | nil, err
 -- Documents whose lower-cased names collide are listed and left untouched: which account keeps
 -- the name is the operator's decision (rename or delete one, then run migrate again).
-function M.migrate()
+function M.migrate(dry_run)
   local docs, by_name, invalid = {}, {}, {}
   local filter, page = {}, 500
   while true do
@@ -476,13 +476,15 @@ function M.migrate()
     if group and #group == 1 then
       local update = M.migration_update(d, now)
       if update then
-        local matched, err = coll():update_one({ _id = d._id }, update)
-        if not matched then return nil, err end
+        if not dry_run then
+          local matched, err = coll():update_one({ _id = d._id }, update)
+          if not matched then return nil, err end
+        end
         migrated = migrated + 1
       end
     end
   end
-  return { ok = #conflicts == 0, scanned = #docs, migrated = migrated,
+  return { ok = #conflicts == 0, scanned = #docs, migrated = migrated, dry_run = dry_run,
            conflicts = json.array(conflicts) }
 end
 

@@ -408,3 +408,49 @@ def test_a_client_that_does_not_read_is_disconnected(start_host):
     assert open_connections() == 1
     s.close()
     still_serving(h)
+
+
+def test_metrics_families_are_well_formed(host):
+    text = host.get("/metrics").body.decode()
+    seen, current = set(), None
+    typed = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if line.startswith("#") or not line:
+            continue
+        name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+        assert name in typed, f"{name} has no TYPE line"
+        if name != current:
+            assert name not in seen, f"samples of {name} are not contiguous"
+            seen.add(name)
+            current = name
+    assert {"luahost_requests_total", "luahost_connections", "luahost_pool_queued",
+            "luahost_pool_running", "luahost_generation_info"} <= seen
+
+
+def test_check_refuses_what_start_would_refuse():
+    env = {"PATH": "/usr/bin:/bin", "LUAHOST_CONFIG": FIXTURES + "/empty.conf",
+           "LUAHOST_SCRIPTS": FIXTURES + "/runtime", "LUAHOST_JWT_SECRET": "short"}
+    p = subprocess.run([BINARY, "--check"], env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode != 0 and "LUAHOST_JWT_SECRET" in p.stderr
+    env["LUAHOST_JWT_SECRET"] = "s" * 40
+    p = subprocess.run([BINARY, "--check"], env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 0, p.stderr
+    env["LUAHOST_MONGODB_URI"] = "http://not-mongo"
+    p = subprocess.run([BINARY, "--check"], env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode != 0
+
+
+def test_ctrl_c_and_a_forwarded_sigterm_are_one_graceful_stop(start_host):
+    import signal as sig
+    h = start_host("runtime", env={"LUAHOST_DRAIN_DELAY_MS": "300"})
+    h.proc.send_signal(sig.SIGINT)
+    h.proc.send_signal(sig.SIGTERM)
+    assert h.proc.wait(10) == 0
+    logs = h.logs()
+    assert "luahost stopped" in logs and "exiting now" not in logs

@@ -1041,6 +1041,20 @@ def test_migration_of_original_documents_then_bcrypt_login_rehashes(tmp_path):
         h.stop()
 
 
+def test_migration_dry_run_writes_nothing_and_unknown_arguments_are_refused():
+    db_name = "lh_test_mig_" + unique("")
+    db = mongo_db(db_name)
+    db.users.insert_many([original_doc("Dry", "password-one"), original_doc("run", "password-two")])
+    before = sorted((d["username"], sorted(d)) for d in db.users.find({}))
+    rc, result, out = run_migrate(host_env(db_name), args=("--dry-run",))
+    assert rc == 0, out
+    assert result["dry_run"] is True and count(result["migrated"]) == 2, out
+    assert sorted((d["username"], sorted(d)) for d in db.users.find({})) == before
+    rc, result, out = run_migrate(host_env(db_name), args=("--dry-rnu",))
+    assert rc == 1 and "unknown argument" in out, out
+    assert sorted((d["username"], sorted(d)) for d in db.users.find({})) == before
+
+
 def test_migration_reports_conflicts_it_cannot_resolve():
     db_name = "lh_test_mig_" + unique("")
     db = mongo_db(db_name)

@@ -215,10 +215,10 @@ def host_env(db_name, extra=None):
     return env
 
 
-def run_migrate(env, timeout=60):
-    """Runs `luahost migrate`; returns (exit code, parsed JSON result or None, output)."""
-    p = subprocess.run([BINARY, "migrate"], env=env, cwd=ROOT, capture_output=True, text=True,
-                       timeout=timeout)
+def run_migrate(env, timeout=60, args=()):
+    """Runs `luahost migrate [args]`; returns (exit code, parsed JSON result or None, output)."""
+    p = subprocess.run([BINARY, "migrate", *args], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=timeout)
     result = None
     for line in reversed(p.stdout.strip().splitlines()):
         try:
