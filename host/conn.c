@@ -223,7 +223,9 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   double ms = (double)(lh_now_ns() - c->started_ns) / 1e6;
   lh_buf_t b;
   lh_buf_init(&b);
-  lh_buf_puts(&b, "{\"level\":\"info\",\"msg\":\"access\",\"request_id\":");
+  char ts[32];
+  lh_log_timestamp(ts, sizeof(ts));
+  lh_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"access\",\"request_id\":", ts);
   lh_buf_put_json_string(&b, c->request_id, strlen(c->request_id));
   lh_buf_puts(&b, ",\"client\":");
   lh_buf_put_json_string(&b, c->client_eff[0] ? c->client_eff : c->client,

@@ -62,7 +62,7 @@ static void lh_log_write(const char *p, size_t n) {
 
 /* Formats the current UTC time as 2026-11-25T13:00:00.123Z into out. The text is 24 bytes, but
  * callers pass a larger buffer so that -Wformat-truncation sees room for any int value. */
-static void lh_log_timestamp(char *out, size_t outlen) {
+void lh_log_timestamp(char *out, size_t outlen) {
   struct timespec ts;
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &ts);

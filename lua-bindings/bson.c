@@ -34,6 +34,13 @@ static int oid_eq(lua_State *L) {
   return 1;
 }
 
+/* oid:date() -> the luahost.date of the id's creation (its leading 4 bytes are seconds). */
+static int oid_date(lua_State *L) {
+  const bson_oid_t *oid = luaL_checkudata(L, 1, LH_OBJECTID_MT);
+  lh_bson_push_date(L, (int64_t)bson_oid_get_time_t(oid) * 1000);
+  return 1;
+}
+
 static int64_t check_date(lua_State *L, int idx) {
   return *(const int64_t *)luaL_checkudata(L, idx, LH_DATE_MT);
 }
@@ -96,6 +103,10 @@ static void push_mt(lua_State *L, const char *name) {
     lua_setfield(L, -2, "__tostring");
     lua_pushcfunction(L, oid_eq);
     lua_setfield(L, -2, "__eq");
+    lua_newtable(L);
+    lua_pushcfunction(L, oid_date);
+    lua_setfield(L, -2, "date");
+    lua_setfield(L, -2, "__index");
   } else if (strcmp(name, LH_DATE_MT) == 0) {
     lua_newtable(L);
     lua_pushcfunction(L, date_ms);

@@ -23,6 +23,7 @@
  *   coll:create_index({{"field", 1}, ...}[, {unique=true, name="..."}]) -> true
  *   mongo.ping()                                -> true | nil, code
  *   mongo.objectid([hex]), mongo.date(ms), mongo.now(), mongo.regex(pattern[, options])
+ *   oid:date() -> the date the ObjectId was made (second precision)
  * A filter may not contain $where, $function or $accumulator (server-side JavaScript). */
 #ifndef LH_MONGO_H
 #define LH_MONGO_H

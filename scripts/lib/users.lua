@@ -403,7 +403,10 @@ function M.migration_update(doc, now)
     set.username_lc = M.normalize(doc.username)
   end
   if type(doc.token_version) ~= "number" then set.token_version = 0 end
-  if doc.created_at == nil or doc.created_at == NULL then set.created_at = now end
+  -- An ObjectId carries its creation second: the best record of when the account was made.
+  if doc.created_at == nil or doc.created_at == NULL then
+    set.created_at = (type(doc._id) == "userdata" and doc._id.date) and doc._id:date() or now
+  end
   if doc.updated_at == nil or doc.updated_at == NULL then set.updated_at = now end
   if doc.role == nil or doc.role == NULL then set.role = "user" end
   for _, legacy in ipairs({ "hashed_password", "password" }) do

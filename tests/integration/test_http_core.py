@@ -454,3 +454,14 @@ def test_ctrl_c_and_a_forwarded_sigterm_are_one_graceful_stop(start_host):
     assert h.proc.wait(10) == 0
     logs = h.logs()
     assert "luahost stopped" in logs and "exiting now" not in logs
+
+
+def test_access_log_lines_are_json_with_a_timestamp(host):
+    host.get("/hello", headers={"X-Request-Id": "access-1"})
+    time.sleep(0.1)
+    import json as _json
+    lines = [_json.loads(l) for l in host.logs().splitlines() if '"access-1"' in l]
+    assert lines, host.logs()
+    line = lines[-1]
+    assert line["msg"] == "access" and line["status"] == 200 and line["path"] == "/hello"
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", line["ts"])

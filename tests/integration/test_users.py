@@ -1016,6 +1016,9 @@ def test_migration_of_original_documents_then_bcrypt_login_rehashes(tmp_path):
         assert d["username_lc"] == d["username"].lower()
         for k in ("token_version", "created_at", "updated_at"):
             assert k in d, (k, d)
+        # created_at comes from the ObjectId: when the original service made the account
+        made = d["_id"].generation_time.replace(tzinfo=None)
+        assert abs((d["created_at"] - made).total_seconds()) < 1, d
     # idempotent
     rc, result, out = run_migrate(env)
     assert rc == 0 and result["ok"] is True and count(result["migrated"]) == 0, out
