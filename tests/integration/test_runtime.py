@@ -15,8 +15,10 @@ from conftest import BINARY, FIXTURES, ROOT, parse_one, raw, timing_factor
 
 
 def env_for_check(scripts):
+    # --check refuses what start-up would, so the configuration must be complete (a secret).
     return {"PATH": "/usr/bin:/bin", "LUAHOST_SCRIPTS": str(scripts),
-            "LUAHOST_CONFIG": os.path.join(FIXTURES, "empty.conf")}
+            "LUAHOST_CONFIG": os.path.join(FIXTURES, "empty.conf"),
+            "LUAHOST_JWT_SECRET": "c" * 40}
 
 
 def check_scripts(scripts):
