@@ -356,6 +356,10 @@ static int lh_json_emit_object(lh_json_enc_t *c, int idx, size_t ebase, int dept
     lh_json_entry_t e = c->ents[i];
     if (i > ebase)
       lh_buf_putc(c->out, ',');
+    /* Values with invalid UTF-8 are repaired (U+FFFD); keys are refused, since two repaired
+     * keys could collide into a duplicate that no strict decoder accepts. */
+    if (!lh_utf8_valid((const unsigned char *)e.key, e.len))
+      return lh_json_fail(c, "cannot encode an object key that is not %s", "valid UTF-8");
     lh_buf_put_json_string(c->out, e.key, e.len);
     lh_buf_putc(c->out, ':');
     if (e.vidx) {
@@ -508,7 +512,7 @@ int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errle
 
 /* Returns 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or code points
  * above U+10FFFF). */
-static int lh_utf8_valid(const unsigned char *s, size_t n) {
+int lh_utf8_valid(const unsigned char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     unsigned c = s[i];
@@ -719,6 +723,14 @@ static int lh_json_l_array(lua_State *L) {
     lua_settop(L, 1);
   }
   lh_json_push_array_mt(L);
+  /* lua_setmetatable from C ignores __metatable: replacing a metatable here would unlock the
+   * read-only views scripts get of host modules. Only plain tables (or arrays) may be marked. */
+  if (lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+    if (!same)
+      return luaL_argerror(L, 1, "a table without a metatable expected");
+  }
   lua_setmetatable(L, 1);
   return 1;
 }

@@ -35,6 +35,10 @@ void lh_json_push_array_mt(lua_State *L);
  * returns 0, or writes err and returns LH_EINVAL. */
 int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen);
 
+/* 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points
+ * above U+10FFFF; a one-byte NUL is allowed). */
+int lh_utf8_valid(const unsigned char *s, size_t n);
+
 /* The Lua function behind json.form_decode (also luahost.form_decode). */
 int lh_json_l_form_decode(lua_State *L);
 

@@ -333,7 +333,9 @@ static int append_value(lua_State *L, int idx, bson_t *out, const char *key, int
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
-    if (!bson_utf8_validate(s, len, true)) {
+    /* Not bson_utf8_validate(..., allow_null=true): it also accepts the overlong C0 80 of
+     * "modified UTF-8", which strict decoders refuse. A real NUL byte stays allowed. */
+    if (!lh_utf8_valid((const unsigned char *)s, len)) {
       return fail(err, errlen, "invalid UTF-8 string", key);
     }
     ok = bson_append_utf8(out, key, keylen, s, (int)len);

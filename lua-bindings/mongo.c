@@ -122,7 +122,10 @@ static const char *classify_server_code(uint32_t code) {
   case 11600: /* InterruptedAtShutdown */
   case 11602: /* InterruptedDueToReplStateChange */
   case 13435: /* NotPrimaryNoSecondaryOk */
-  case 13436: /* NotPrimaryOrSecondary */ return "unavailable";
+  case 13436: /* NotPrimaryOrSecondary */
+  case 64:    /* WriteConcernFailed: the replica set could not confirm the write */
+  case 100:   /* UnsatisfiableWriteConcern */
+  case 10058: /* legacy NotMaster */ return "unavailable";
   default: return "error";
   }
 }
@@ -140,15 +143,24 @@ const char *lh_mongo_classify(const bson_error_t *error) {
       return "timeout";
     }
     return "unavailable";
-  case MONGOC_ERROR_CLIENT: return "error";
+  case MONGOC_ERROR_CLIENT:
+    /* An authentication failure makes the database unusable, whatever its cause. */
+    return error->code == MONGOC_ERROR_CLIENT_AUTHENTICATE ? "unavailable" : "error";
   case MONGOC_ERROR_BSON: return "bad_value";
   case MONGOC_ERROR_COMMAND:
-    /* The driver refuses some documents itself (keys starting with '$' in an insert): data. */
-    if (error->code == MONGOC_ERROR_COMMAND_INVALID_ARG) {
-      return "bad_value";
-    }
+    /* The driver refuses some documents itself (keys starting with '$' in an insert): data.
+     * Other codes of this domain are the driver's own enum, not server codes. */
+    return error->code == MONGOC_ERROR_COMMAND_INVALID_ARG ? "bad_value" : "error";
+  case MONGOC_ERROR_PROTOCOL:
+  case MONGOC_ERROR_CURSOR:
+    /* A garbled or dropped reply, a cursor lost on the server: the database side failed. */
+    return "unavailable";
+  case MONGOC_ERROR_SERVER:
+  case MONGOC_ERROR_WRITE_CONCERN:
+  case MONGOC_ERROR_QUERY:
+    /* Only these domains carry the server's own error codes. */
     return classify_server_code(error->code);
-  default: return classify_server_code(error->code);
+  default: return "error";
   }
 }
 
@@ -891,7 +903,8 @@ static int l_insert_one(lua_State *L) {
   lh_mongo_job_t *mj = job_new(L, LH_MONGO_INSERT_ONE, name);
   char err[256];
   /* The _id goes first, as mongod would put it, and is known before the insert runs. */
-  lua_getfield(L, 2, "_id");
+  lua_pushliteral(L, "_id"); /* raw: a raising __index must not leak the job */
+  lua_rawget(L, 2);
   int has_id = !lua_isnil(L, -1);
   lua_pop(L, 1);
   if (!has_id) {

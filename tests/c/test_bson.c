@@ -311,6 +311,9 @@ static void test_rejected_keys_and_values(void) {
   bson_destroy(&doc);
   LH_CHECK_INT(to_bson(L, "return { s = '\\255\\254' }", &doc, err, sizeof err), LH_EINVAL);
   bson_destroy(&doc);
+  /* the overlong NUL of "modified UTF-8" is not UTF-8 */
+  LH_CHECK_INT(to_bson(L, "return { s = 'a\\192\\128b' }", &doc, err, sizeof err), LH_EINVAL);
+  bson_destroy(&doc);
   LH_CHECK_INT(to_bson(L, "return { c = coroutine.create(print) }", &doc, err, sizeof err),
                LH_EINVAL);
   bson_destroy(&doc);

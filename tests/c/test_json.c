@@ -524,6 +524,22 @@ static void test_encode_benchmark(void) {
   lua_close(L);
 }
 
+static void test_encode_refuses_invalid_utf8_keys(void) {
+  lua_State *L = luaL_newstate();
+  lua_newtable(L);
+  lua_pushinteger(L, 1);
+  lua_setfield(L, -2, "\xff");
+  lua_pushinteger(L, 2);
+  lua_setfield(L, -2, "\xfe");
+  lh_buf_t out;
+  lh_buf_init(&out);
+  char why[160];
+  LH_CHECK_INT(lh_json_encode(L, -1, &out, why, sizeof(why)), LH_EINVAL);
+  LH_CHECK(strstr(why, "valid UTF-8") != NULL);
+  lh_buf_free(&out);
+  lua_close(L);
+}
+
 int main(void) {
   LH_RUN(test_decode_rejects_duplicate_keys);
   LH_RUN(test_decode_rejects_nan);
@@ -575,5 +591,6 @@ int main(void) {
   LH_RUN(test_form_empty_name);
   LH_RUN(test_form_large_input);
   LH_RUN(test_encode_benchmark);
+  LH_RUN(test_encode_refuses_invalid_utf8_keys);
   return lh_test_done();
 }

@@ -53,8 +53,17 @@ static void test_classify(void) {
   LH_CHECK_STR(lh_mongo_classify(&e), "bad_value");
   set_err(&e, MONGOC_ERROR_SERVER, 8000, "AtlasError");
   LH_CHECK_STR(lh_mongo_classify(&e), "error");
-  set_err(&e, MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_AUTHENTICATE, "auth failed");
+  /* driver domains never go through the server-code table */
+  set_err(&e, MONGOC_ERROR_PROTOCOL, MONGOC_ERROR_PROTOCOL_INVALID_REPLY, "bad reply");
+  LH_CHECK_STR(lh_mongo_classify(&e), "unavailable");
+  set_err(&e, MONGOC_ERROR_WRITE_CONCERN, 64, "waiting for replication timed out");
+  LH_CHECK_STR(lh_mongo_classify(&e), "unavailable");
+  set_err(&e, MONGOC_ERROR_SERVER, 10058, "not master");
+  LH_CHECK_STR(lh_mongo_classify(&e), "unavailable");
+  set_err(&e, MONGOC_ERROR_COMMAND, 14, "driver enum value, not TypeMismatch");
   LH_CHECK_STR(lh_mongo_classify(&e), "error");
+  set_err(&e, MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_AUTHENTICATE, "auth failed");
+  LH_CHECK_STR(lh_mongo_classify(&e), "unavailable");
 }
 
 static int check_update_json(const char *json) {

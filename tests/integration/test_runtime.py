@@ -411,7 +411,7 @@ def test_check_reports_the_generation_id_from_contents(tmp_path):
 @pytest.mark.parametrize("path", ["/attack/patch-module", "/attack/patch-json",
                                   "/attack/patch-string", "/attack/rawset-global",
                                   "/attack/rawset-module", "/attack/rawset-string",
-                                  "/attack/array-metatable"])
+                                  "/attack/array-metatable", "/attack/unlock-module"])
 def test_scripts_cannot_change_shared_modules_or_globals(host, path):
     assert host.get(path).status == 500
     # the host's own modules and the other scripts still behave
