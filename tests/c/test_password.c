@@ -149,11 +149,16 @@ static void test_malformed_hashes(void) {
     LH_CHECK_INT(v, LH_EINVAL);
     LH_CHECK_INT(r, LH_EINVAL);
   }
-  /* A real hash with its digest cut short. */
+  /* A real hash with its digest cut short never matches. Whether it reads as malformed or as a
+   * mismatch depends on the random digest (the shortened base64 may still decode to a shorter
+   * digest, which argon2 accepts as a format); either refuses the login. */
   char h[LH_PASSWORD_HASH_MAX];
-  LH_CHECK_INT(lh_password_hash(&fast_argon2, "pw", 2, h, sizeof h), 0);
-  h[strlen(h) - 5] = '\0';
-  LH_CHECK_INT(verify_str("pw", h), LH_EINVAL);
+  for (int i = 0; i < 8; i++) {
+    LH_CHECK_INT(lh_password_hash(&fast_argon2, "pw", 2, h, sizeof h), 0);
+    h[strlen(h) - 5] = '\0';
+    int v = verify_str("pw", h);
+    LH_CHECK(v == 0 || v == LH_EINVAL);
+  }
 }
 
 static void test_needs_rehash(void) {
