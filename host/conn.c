@@ -290,8 +290,10 @@ static void send_error(lh_conn_t *c, int status, const char *message, const char
   lh_buf_free(&body);
 }
 
-static void allow_header(lh_buf_t *b, unsigned allowed) {
-  lh_buf_puts(b, "Allow: ");
+/* Appends "Name: GET, HEAD, ...\r\n" for the methods in the bit set (1 << lh_method_t). */
+static void methods_header(lh_buf_t *b, const char *name, unsigned allowed) {
+  lh_buf_puts(b, name);
+  lh_buf_puts(b, ": ");
   int first = 1;
   for (int m = 0; m < LH_M__COUNT; m++) {
     if (allowed & (1u << m)) {
@@ -302,6 +304,10 @@ static void allow_header(lh_buf_t *b, unsigned allowed) {
     }
   }
   lh_buf_puts(b, "\r\n");
+}
+
+static void allow_header(lh_buf_t *b, unsigned allowed) {
+  methods_header(b, "Allow", allowed);
 }
 
 static void send_not_allowed(lh_conn_t *c, unsigned allowed) {
@@ -521,15 +527,8 @@ static int serve_preflight(lh_conn_t *c, unsigned allowed) {
     return 0;
   lh_buf_t extra;
   lh_buf_init(&extra);
-  lh_buf_puts(&extra, "Access-Control-Allow-Methods: ");
-  int first = 1;
-  for (int m = 0; m < LH_M__COUNT; m++) {
-    if (allowed & (1u << m)) {
-      lh_buf_printf(&extra, "%s%s", first ? "" : ", ", lh_method_name((lh_method_t)m));
-      first = 0;
-    }
-  }
-  lh_buf_puts(&extra, "\r\nAccess-Control-Allow-Headers: Authorization, Content-Type, "
+  methods_header(&extra, "Access-Control-Allow-Methods", allowed);
+  lh_buf_puts(&extra, "Access-Control-Allow-Headers: Authorization, Content-Type, "
                       "X-Request-Id\r\nAccess-Control-Max-Age: 600\r\n");
   send_response(c, 204, NULL, extra.data, extra.len, NULL, 0);
   lh_buf_free(&extra);

@@ -77,13 +77,6 @@ static int count_header_bytes(lh_http_t *h, size_t len) {
   return 0;
 }
 
-/* RFC 9110 token characters: llhttp 8.1 lets a space inside a field name through. */
-static int is_token_char(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-    return 1;
-  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* Chunked trailers arrive through the header callbacks after the header block was fixed up into
  * pointers: storing them would move the buffers those pointers refer to. Nothing here uses
  * trailers, so they are counted against the header limit and dropped. */
@@ -98,7 +91,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   if (in_trailers(h))
     return 0;
   for (size_t i = 0; i < len; i++)
-    if (!is_token_char((unsigned char)at[i]))
+    if (!lh_is_token_char((unsigned char)at[i])) /* llhttp 8.1 lets a space through */
       return fail(h, 400, "bad_request", "Malformed HTTP request: invalid header field name");
   if (h->in_value || h->nfields == 0) {
     /* A new field starts. */
@@ -185,10 +178,6 @@ static int value_is(const lh_header_t *hd, const char *lit) {
 
 static int on_headers_complete(llhttp_t *p) {
   lh_http_t *h = parser_owner(p);
-  if (!h->url_end && h->store.len == 0) {
-    /* An empty target never reaches here with llhttp, but keep the invariant explicit. */
-    return fail(h, 400, "bad_request", "Missing request target");
-  }
   fix_up_headers(h);
   h->req.llhttp_method = p->method;
   h->req.method = llhttp_method_name((llhttp_method_t)p->method);

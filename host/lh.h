@@ -24,6 +24,9 @@ const char *lh_strerror(int err);
 /* Writes a printf-style message into err (errlen bytes); a NULL or empty err is ignored. */
 void lh_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* 1 for an RFC 9110 token character (header field names, methods), else 0. */
+int lh_is_token_char(unsigned char c);
+
 /* The value of a hexadecimal digit, or -1. */
 int lh_hexval(int c);
 

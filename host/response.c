@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "lh.h"
+
 const char *lh_status_reason(int status) {
   switch (status) {
   case 100: return "Continue";
@@ -96,17 +98,11 @@ void lh_envelope_error(lh_buf_t *body, const char *message, const char *code) {
   lh_buf_puts(body, "}}");
 }
 
-static int is_tchar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-    return 1;
-  return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 int lh_header_is_valid(const char *name, size_t nlen, const char *value, size_t vlen) {
   if (nlen == 0)
     return 0;
   for (size_t i = 0; i < nlen; i++)
-    if (!is_tchar((unsigned char)name[i]))
+    if (!lh_is_token_char((unsigned char)name[i]))
       return 0;
   for (size_t i = 0; i < vlen; i++) {
     unsigned char c = (unsigned char)value[i];

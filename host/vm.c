@@ -866,7 +866,7 @@ static int header_forbidden(const char *name, size_t n) {
 }
 
 /* Turns the handler's `status, body, headers` on co's stack into the response. */
-static int collect_response(lh_vm_t *vm, lh_vtask_t *vt, char *why, size_t whylen) {
+static int collect_response(lh_vtask_t *vt, char *why, size_t whylen) {
   lua_State *co = vt->task.co;
   lh_exchange_t *ex = vt->ex;
   int n = lua_gettop(co);
@@ -931,7 +931,6 @@ static int collect_response(lh_vm_t *vm, lh_vtask_t *vt, char *why, size_t whyle
     snprintf(why, whylen, "out of memory");
     return LH_ENOMEM;
   }
-  (void)vm;
   return 0;
 }
 
@@ -989,28 +988,29 @@ static void resume_task(lh_task_t *t, int nargs) {
   lh_buf_reset(&ex->body);
   lh_buf_reset(&ex->headers);
   ex->content_type[0] = '\0';
-  char why[256];
-  const char *route = route_name(vm, ex->match.route_id, vm->L);
+  char why[2048];
   if (rc == 0) {
-    if (collect_response(vm, vt, why, sizeof(why)) != 0) {
-      lh_error("route %s: bad response: %s (request %s)", route, why, ex->request_id);
-      set_error(ex, 500, "Internal server error", "internal_error");
+    if (collect_response(vt, why, sizeof(why)) == 0) {
+      finish(vt);
+      return;
     }
   } else if (exceeded) {
-    lh_error("route %s: script budget of %d ms exceeded (request %s)", route,
-             vm->cfg->script_budget_ms, ex->request_id);
-    set_error(ex, 500, "The script ran too long", "script_budget_exceeded");
+    snprintf(why, sizeof(why), "script budget of %d ms exceeded", vm->cfg->script_budget_ms);
   } else if (rc == LUA_YIELD) {
-    lh_error("route %s: the handler yielded outside a host function (request %s)", route,
-             ex->request_id);
-    set_error(ex, 500, "Internal server error", "internal_error");
+    snprintf(why, sizeof(why), "the handler yielded outside a host function");
   } else {
     const char *msg = lua_tostring(t->co, -1);
     luaL_traceback(vm->L, t->co, msg ? msg : "(error object is not a string)", 0);
-    lh_error("route %s: %s (request %s)", route, lua_tostring(vm->L, -1), ex->request_id);
+    snprintf(why, sizeof(why), "%s", lua_tostring(vm->L, -1));
     lua_pop(vm->L, 1);
-    set_error(ex, 500, "Internal server error", "internal_error");
   }
+  /* Only failures need the route's name: it is looked up here, not on every request. */
+  lh_error("route %s: %s%s (request %s)", route_name(vm, ex->match.route_id, vm->L),
+           rc == 0 ? "bad response: " : "", why, ex->request_id);
+  if (exceeded)
+    set_error(ex, 500, "The script ran too long", "script_budget_exceeded");
+  else
+    set_error(ex, 500, "Internal server error", "internal_error");
   finish(vt);
 }
 

@@ -131,25 +131,28 @@ class Host:
         return self.request("POST", path, body=body, **kw)
 
 
+def read_until_close(sock, timeout=10):
+    """Reads until the server closes the connection (or timeout, or a reset); returns the bytes."""
+    out = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def raw(port, data, timeout=10, shutdown=False):
     """Sends bytes, reads until the server closes (or timeout); returns all bytes read."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         if shutdown:
             s.shutdown(socket.SHUT_WR)
-        out = b""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return read_until_close(s, timeout)
 
 
 class Response:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, FIXTURES, ROOT, parse_all, parse_one, raw
+from conftest import BINARY, FIXTURES, ROOT, parse_all, parse_one, raw, read_until_close
 
 
 def assert_envelope_error(r, status, code):
@@ -87,12 +87,7 @@ def test_expect_100_continue(host):
         first = s.recv(4096)
         assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         s.sendall(body)
-        data = first[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = first[len(b"HTTP/1.1 100 Continue\r\n\r\n"):] + read_until_close(s)
     r = parse_one(data)
     assert r.status == 201
 
@@ -268,12 +263,7 @@ def test_header_timeout_is_408_even_for_a_slow_drip(timeout_host):
                 s.sendall(b"X-Drip: 1\r\n")
             except OSError:
                 break
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_close(s)
         elapsed = time.time() - t0
     r = parse_one(data)
     assert_envelope_error(r, 408, "request_timeout")
@@ -284,12 +274,7 @@ def test_body_timeout_is_408(timeout_host):
     with socket.create_connection(("127.0.0.1", timeout_host.port), timeout=5) as s:
         s.sendall(b"POST /anyjson HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 10\r\n\r\n{")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_close(s)
     assert_envelope_error(parse_one(data), 408, "request_timeout")
 
 
@@ -465,3 +450,15 @@ def test_access_log_lines_are_json_with_a_timestamp(host):
     line = lines[-1]
     assert line["msg"] == "access" and line["status"] == 200 and line["path"] == "/hello"
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", line["ts"])
+
+
+def test_drain_delay_reports_not_ready_while_still_serving(start_host):
+    import signal as sig
+    h = start_host("runtime", env={"LUAHOST_DRAIN_DELAY_MS": "1500"})
+    wait_ready(h)
+    h.proc.send_signal(sig.SIGTERM)
+    time.sleep(0.3)
+    r = h.get("/readyz")
+    assert_envelope_error(r, 503, "draining")
+    assert h.get("/hello").status == 200  # load balancers still get answers while they notice
+    assert h.proc.wait(10) == 0

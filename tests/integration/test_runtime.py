@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, FIXTURES, ROOT, parse_one, raw, timing_factor
+from conftest import BINARY, FIXTURES, ROOT, parse_one, raw, read_until_close, timing_factor
 
 
 def env_for_check(scripts):
@@ -270,12 +270,7 @@ def test_100_concurrent_sleeps_finish_together(start_host):
         s.sendall(reqs)
     statuses = []
     for s in socks:
-        data = b""
-        while True:
-            c = s.recv(4096)
-            if not c:
-                break
-            data += c
+        data = read_until_close(s)
         s.close()
         statuses.append(parse_one(data).status)
     elapsed = time.time() - t0

@@ -2,21 +2,15 @@
 -- stay arrays, and the runtime error mapping. Run: luajit /usr/bin/busted tests/spec/response_spec.lua
 package.path = "host/lua/?.lua;" .. package.path
 
--- Test double for the host's C module: a unique null sentinel and one shared array metatable.
-local ARRAY_MT = { __jsontype = "array" }
-local json_double = {
-  null = setmetatable({}, { __tostring = function() return "json.null" end }),
-  array = function(t) return setmetatable(t or {}, ARRAY_MT) end,
-}
-package.loaded["luahost.json"] = nil
-package.loaded["luahost.response"] = nil
-package.preload["luahost.json"] = function() return json_double end
-package.preload["luahost.response"] = function() return dofile("host/lua/response.lua") end
+package.path = "tests/spec/support/?.lua;" .. package.path
+local support = require "spec_host"
+support.provide("luahost.json", support.json)
+support.load_file("luahost.response", "host/lua/response.lua")
 
 local json = require "luahost.json"
 local response = require "luahost.response"
 
-local function is_array(t) return getmetatable(t) == ARRAY_MT end
+local is_array = support.is_array
 
 describe("luahost.response", function()
   describe("envelope", function()

@@ -8,11 +8,9 @@ package.path = "scripts/?.lua;host/lua/?.lua;" .. package.path
 
 -- Test doubles ------------------------------------------------------------------------------------
 
-local ARRAY_MT = { __jsontype = "array" }
-local json_double = {
-  null = setmetatable({}, { __tostring = function() return "json.null" end }),
-  array = function(t) return setmetatable(t or {}, ARRAY_MT) end,
-}
+package.path = "tests/spec/support/?.lua;" .. package.path
+local support = require "spec_host"
+local json_double = support.json
 
 -- Stand-ins for luahost.mongo's value types: an ObjectId prints as its hex, a date as RFC 3339.
 local OID_MT = { __tostring = function(o) return o.hex end,
@@ -43,12 +41,8 @@ local doubles = {
   ["luahost.jwt"] = {},
   ["luahost.ratelimit"] = ratelimit_double,
 }
-for name, mod in pairs(doubles) do
-  package.loaded[name] = nil
-  package.preload[name] = function() return mod end
-end
-package.loaded["luahost.validate"] = nil
-package.preload["luahost.validate"] = function() return dofile("host/lua/validate.lua") end
+for name, mod in pairs(doubles) do support.provide(name, mod) end
+support.load_file("luahost.validate", "host/lua/validate.lua")
 -- The real script modules, even when another spec in this run put a stand-in in their place.
 for _, name in ipairs({ "lib.schemas", "lib.users", "lib.throttle", "lib.auth" }) do
   package.loaded[name] = nil

@@ -2,16 +2,10 @@
 -- error codes and ordering, UTF-8 rules. Run: luajit /usr/bin/busted tests/spec/validate_spec.lua
 package.path = "host/lua/?.lua;" .. package.path
 
--- Test double for the host's C module: a unique null sentinel and one shared array metatable.
-local ARRAY_MT = { __jsontype = "array" }
-local json_double = {
-  null = setmetatable({}, { __tostring = function() return "json.null" end }),
-  array = function(t) return setmetatable(t or {}, ARRAY_MT) end,
-}
-package.loaded["luahost.json"] = nil
-package.loaded["luahost.validate"] = nil
-package.preload["luahost.json"] = function() return json_double end
-package.preload["luahost.validate"] = function() return dofile("host/lua/validate.lua") end
+package.path = "tests/spec/support/?.lua;" .. package.path
+local support = require "spec_host"
+support.provide("luahost.json", support.json)
+support.load_file("luahost.validate", "host/lua/validate.lua")
 
 local json = require "luahost.json"
 local validate = require "luahost.validate"
