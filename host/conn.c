@@ -10,32 +10,64 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lh.h"
 #include "log.h"
+#include "readiness.h"
 #include "response.h"
 #include "router.h"
 
+/* A connection is in exactly one state; every transition is in this file and asserted:
+ *
+ *   READING --request--> HANDLING --done--> FINISHING --(next loop turn)--> READING
+ *      |                    |                                     or WRITING --> READING
+ *      +--> WRITING --------+--------------------------------------------> CLOSING --> freed
+ *                           +--close while the VM runs--> ORPHANED --done--> CLOSING
+ *
+ * READING: parsing what is pending, reading when nothing is (timer: idle, header or body).
+ * HANDLING: the VM runs an exchange that points at c->ex; reading is stopped, the timer idle.
+ * FINISHING: the exchange called done; its response is sent from a zero timer on the next loop
+ *   turn, never from inside done, so nothing re-enters the VM or this file's parse loop.
+ * WRITING: one response is queued in uv_write (the send timeout runs); nothing else is parsed or
+ *   written until it completes. At most one write is ever in flight.
+ * ORPHANED: closed while the VM still holds c->ex; the handles close when done is called.
+ * CLOSING: uv_close was called; the memory is freed when both handles' callbacks ran. */
+typedef enum {
+  LH_CONN_READING = 1,
+  LH_CONN_HANDLING,
+  LH_CONN_FINISHING,
+  LH_CONN_WRITING,
+  LH_CONN_ORPHANED,
+  LH_CONN_CLOSING
+} lh_conn_state_t;
+
+/* Flags orthogonal to the state. */
+enum {
+  LH_CONN_F_READ_ACTIVE = 1u << 0, /* uv_read_start is in effect */
+  LH_CONN_F_LAST = 1u << 1         /* close once the response being sent is out */
+};
+
 typedef struct lh_conn_s {
-  uv_tcp_t tcp;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;   /* accepted connections */
+    uv_pipe_t pipe; /* lh_conn_open_fd: an already-connected socket (tests) */
+  } io;
   uv_timer_t timer;
   lh_worker_t *w;
   lh_http_t http;
   lh_buf_t pending; /* received bytes not parsed yet (pipelining) */
   lh_exchange_t ex;
   struct lh_conn_s *prev, *next;
+  lh_conn_state_t state;
+  unsigned flags;
   int open_handles;
-  int handling;    /* an exchange is running */
-  int in_dispatch; /* lh_vm_dispatch is on the stack */
-  int ex_done;     /* the exchange completed while in_dispatch */
-  int closing;
-  int close_after_write;
-  int writes; /* uv_write requests in flight */
-  int reading;
-  lh_http_phase_t timer_phase;
+  lh_http_phase_t timer_phase; /* the phase the READING timer was armed for */
   unsigned requests;
   unsigned long long started_ns;
   char client[64];     /* the peer's address */
@@ -44,14 +76,24 @@ typedef struct lh_conn_s {
   char cors_origin[256]; /* the request's Origin when it is allowed; empty otherwise */
 } lh_conn_t;
 
+/* The part of a response uv_write still has to send when uv_try_write could not send it all:
+ * the rest of the head (copied: it is small) and the body (moved out of the exchange, not
+ * copied, or copied when it lives elsewhere). */
 typedef struct {
   uv_write_t req;
-  char *data;
+  lh_buf_t head;
+  lh_buf_t body;
 } lh_write_t;
 
 static void process(lh_conn_t *c);
 static void stop_reading(lh_conn_t *c);
 static void on_timer(uv_timer_t *t);
+
+static void set_state(lh_conn_t *c, lh_conn_state_t to) {
+  /* CLOSING is final; everything else may only be left through the transitions drawn above. */
+  assert(c->state != LH_CONN_CLOSING);
+  c->state = to;
+}
 
 /* ---- closing ---- */
 
@@ -67,6 +109,7 @@ static void unlink_conn(lh_conn_t *c) {
 
 static void on_handle_closed(uv_handle_t *h) {
   lh_conn_t *c = h->data;
+  assert(c->state == LH_CONN_CLOSING);
   if (--c->open_handles > 0)
     return;
   lh_http_free(&c->http);
@@ -77,20 +120,32 @@ static void on_handle_closed(uv_handle_t *h) {
   free(c);
 }
 
-/* Frees nothing while an exchange runs: the VM still points at c->ex. The exchange's completion
- * calls conn_close again. */
+static void close_handles(lh_conn_t *c) {
+  set_state(c, LH_CONN_CLOSING);
+  uv_close(&c->io.handle, on_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* Closes the connection. While the VM runs an exchange nothing is freed (the VM still points at
+ * c->ex): the connection becomes ORPHANED and its done closes the handles. */
 static void conn_close(lh_conn_t *c) {
-  if (!c->closing) {
-    c->closing = 1;
+  switch (c->state) {
+  case LH_CONN_CLOSING:
+  case LH_CONN_ORPHANED: return;
+  case LH_CONN_HANDLING:
     unlink_conn(c);
     uv_timer_stop(&c->timer);
-    uv_read_stop((uv_stream_t *)&c->tcp);
-  }
-  if (c->handling)
+    stop_reading(c);
+    set_state(c, LH_CONN_ORPHANED);
     return;
-  if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  case LH_CONN_READING:
+  case LH_CONN_FINISHING:
+  case LH_CONN_WRITING:
+    unlink_conn(c);
+    uv_timer_stop(&c->timer);
+    stop_reading(c);
+    close_handles(c); /* a write in flight is cancelled: on_write sees UV_ECANCELED */
+    return;
   }
 }
 
@@ -99,72 +154,96 @@ static void conn_close(lh_conn_t *c) {
 static void on_write(uv_write_t *req, int status) {
   lh_write_t *wr = LH_CONTAINER_OF(req, lh_write_t, req);
   lh_conn_t *c = req->data;
-  free(wr->data);
+  lh_buf_free(&wr->head);
+  lh_buf_free(&wr->body);
   free(wr);
-  c->writes--;
-  if (status < 0 || (c->close_after_write && c->writes == 0)) {
+  if (c->state == LH_CONN_CLOSING)
+    return;
+  assert(c->state == LH_CONN_WRITING);
+  uv_timer_stop(&c->timer);
+  if (status < 0 || (c->flags & LH_CONN_F_LAST)) {
     conn_close(c);
     return;
   }
-  if (c->writes == 0 && !c->closing && !c->handling)
-    process(c);
+  set_state(c, LH_CONN_READING);
+  process(c);
 }
 
-/* Writes out (the worker's scratch buffer) and leaves it empty. */
-static void conn_write(lh_conn_t *c, lh_buf_t *out) {
-  if (c->closing || out->len == 0) {
-    lh_buf_reset(out);
-    return;
-  }
-  if (out->failed) {
-    lh_buf_reset(out);
+/* Copies the part of b (n bytes) past the first `skip` into dst; returns 0 or LH_ENOMEM. */
+static int keep_rest(lh_buf_t *dst, const char *b, size_t n, size_t skip) {
+  return skip < n ? lh_buf_append(dst, b + skip, n - skip) : 0;
+}
+
+/* Sends head (the worker's scratch buffer, left empty) and body_len bytes of body as two buffers.
+ * What the kernel does not take at once is queued with uv_write: the head's rest is copied, the
+ * body is moved out of *owner when given (no copy), else copied. Afterwards the connection is
+ * READING, WRITING, or closed (after the last response, or on an error). */
+static void conn_send(lh_conn_t *c, lh_buf_t *head, const char *body, size_t body_len,
+                      lh_buf_t *owner) {
+  assert(c->state == LH_CONN_READING || c->state == LH_CONN_FINISHING);
+  if (head->failed) {
+    lh_buf_reset(head);
     conn_close(c);
     return;
   }
-  size_t off = 0;
-  if (c->writes == 0) {
-    uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n < 0 && n != UV_EAGAIN) {
-      lh_buf_reset(out);
+  uv_buf_t bufs[2] = {uv_buf_init(head->data, (unsigned)head->len),
+                      uv_buf_init((char *)body, (unsigned)body_len)};
+  unsigned nbufs = body_len ? 2 : 1;
+  size_t total = head->len + body_len;
+  int n = uv_try_write(&c->io.stream, bufs, nbufs);
+  if (n < 0 && n != UV_EAGAIN) {
+    lh_buf_reset(head);
+    conn_close(c);
+    return;
+  }
+  size_t sent = n > 0 ? (size_t)n : 0;
+  if (sent == total) {
+    lh_buf_reset(head);
+    if (c->flags & LH_CONN_F_LAST)
       conn_close(c);
-      return;
+    else
+      set_state(c, LH_CONN_READING);
+    return;
+  }
+  lh_write_t *wr = calloc(1, sizeof(*wr));
+  int rc = wr ? keep_rest(&wr->head, head->data, head->len, sent) : LH_ENOMEM;
+  size_t body_sent = sent > head->len ? sent - head->len : 0;
+  if (rc == 0 && owner && owner->data == body && body_sent == 0) {
+    wr->body = *owner; /* moved: the exchange grows a new body buffer next time */
+    wr->body.len = body_len;
+    lh_buf_init(owner);
+  } else if (rc == 0) {
+    rc = keep_rest(&wr->body, body, body_len, body_sent);
+  }
+  lh_buf_reset(head);
+  if (rc != 0 || wr->head.failed || wr->body.failed) {
+    if (wr) {
+      lh_buf_free(&wr->head);
+      lh_buf_free(&wr->body);
+      free(wr);
     }
-    if (n > 0)
-      off = (size_t)n;
-  }
-  if (off == out->len) {
-    lh_buf_reset(out);
-    if (c->close_after_write)
-      conn_close(c);
-    return;
-  }
-  lh_write_t *wr = malloc(sizeof(*wr));
-  char *copy = wr ? malloc(out->len - off) : NULL;
-  if (!copy) {
-    free(wr);
-    lh_buf_reset(out);
     conn_close(c);
     return;
   }
-  memcpy(copy, out->data + off, out->len - off);
-  wr->data = copy;
+  uv_buf_t rest[2];
+  unsigned nrest = 0;
+  if (wr->head.len)
+    rest[nrest++] = uv_buf_init(wr->head.data, (unsigned)wr->head.len);
+  if (wr->body.len)
+    rest[nrest++] = uv_buf_init(wr->body.data, (unsigned)wr->body.len);
   wr->req.data = c;
-  uv_buf_t b = uv_buf_init(copy, (unsigned)(out->len - off));
-  lh_buf_reset(out);
-  if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-    free(copy);
+  if (uv_write(&wr->req, &c->io.stream, rest, nrest, on_write) != 0) {
+    lh_buf_free(&wr->head);
+    lh_buf_free(&wr->body);
     free(wr);
     conn_close(c);
     return;
   }
+  set_state(c, LH_CONN_WRITING);
+  stop_reading(c);
   /* A send timeout (nginx's send_timeout): a client that does not read its responses cannot hold
-   * the connection and the queued bytes for ever. process() re-arms the usual timers once the
-   * write completes. */
-  if (c->writes++ == 0) {
-    c->timer_phase = (lh_http_phase_t)-1;
-    uv_timer_start(&c->timer, on_timer, (uint64_t)c->w->srv->cfg->idle_timeout_ms, 0);
-  }
+   * the connection and the queued bytes for ever. */
+  uv_timer_start(&c->timer, on_timer, (uint64_t)c->w->srv->cfg->idle_timeout_ms, 0);
 }
 
 /* ---- request ids and access log ---- */
@@ -244,13 +323,15 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
 
 static int keep_alive_after(lh_conn_t *c) {
   lh_worker_t *w = c->w;
-  return c->http.req.keep_alive && !c->close_after_write && !w->stopping &&
+  return c->http.req.keep_alive && !(c->flags & LH_CONN_F_LAST) && !w->stopping &&
          (w->srv->cfg->max_requests_per_conn <= 0 ||
           c->requests < (unsigned)w->srv->cfg->max_requests_per_conn);
 }
 
+/* owner: the buffer body lives in when it may be moved into a queued write (the exchange's), or
+ * NULL. */
 static void send_response(lh_conn_t *c, int status, const char *ctype, const char *extra,
-                          size_t extra_len, const char *body, size_t body_len) {
+                          size_t extra_len, const char *body, size_t body_len, lh_buf_t *owner) {
   lh_worker_t *w = c->w;
   lh_resp_t r = {0};
   r.status = status;
@@ -258,8 +339,8 @@ static void send_response(lh_conn_t *c, int status, const char *ctype, const cha
   r.request_id = c->request_id[0] ? c->request_id : NULL;
   r.keep_alive = keep_alive_after(c);
   if (!r.keep_alive)
-    c->close_after_write = 1;
-  r.head = c->http.req.method && strcmp(c->http.req.method, "HEAD") == 0;
+    c->flags |= LH_CONN_F_LAST;
+  r.head = c->http.req.method && c->http.req.method_id == LH_M_HEAD;
   lh_buf_t cors;
   lh_buf_init(&cors);
   if (c->cors_origin[0]) {
@@ -275,10 +356,10 @@ static void send_response(lh_conn_t *c, int status, const char *ctype, const cha
   r.extra_len = extra_len;
   r.body = body;
   r.body_len = body_len;
-  lh_response_serialize(&w->out, &r);
+  size_t wire_body = lh_response_head(&w->out, &r);
   lh_buf_free(&cors);
   access_log(c, status, body_len);
-  conn_write(c, &w->out);
+  conn_send(c, &w->out, body, wire_body, owner);
 }
 
 static void send_error(lh_conn_t *c, int status, const char *message, const char *code,
@@ -286,7 +367,10 @@ static void send_error(lh_conn_t *c, int status, const char *message, const char
   lh_buf_t body;
   lh_buf_init(&body);
   lh_envelope_error(&body, message, code);
-  send_response(c, status, NULL, extra, extra ? strlen(extra) : 0, body.data, body.len);
+  if (body.failed)
+    conn_close(c);
+  else
+    send_response(c, status, NULL, extra, extra ? strlen(extra) : 0, body.data, body.len, NULL);
   lh_buf_free(&body);
 }
 
@@ -316,11 +400,6 @@ static void send_not_allowed(lh_conn_t *c, unsigned allowed) {
   allow_header(&extra, allowed);
   send_error(c, 405, "Method not allowed", "method_not_allowed", extra.failed ? NULL : extra.data);
   lh_buf_free(&extra);
-}
-
-static int path_is(const lh_request_t *r, const char *p) {
-  size_t n = strlen(p);
-  return r->path_len == n && memcmp(r->path, p, n) == 0;
 }
 
 static void serve_metrics(lh_conn_t *c) {
@@ -358,23 +437,30 @@ static void serve_metrics(lh_conn_t *c) {
                 "# TYPE luahost_generation_info gauge\n"
                 "luahost_generation_info{id=\"%s\"} 1\n",
                 lh_vm_generation(c->w->vm));
-  send_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, 0, b.data, b.len);
+  send_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, 0, b.data, b.len, NULL);
   lh_buf_free(&b);
 }
 
-/* /healthz, /readyz, /metrics and /admin/ belong to the host: scripts cannot declare them. */
+/* A success envelope around data (a JSON text). */
+static void send_ok(lh_conn_t *c, const char *message, const char *data, size_t len) {
+  lh_buf_t body;
+  lh_buf_init(&body);
+  lh_envelope(&body, 1, message, data, len);
+  if (body.failed)
+    conn_close(c);
+  else
+    send_response(c, 200, NULL, NULL, 0, body.data, body.len, NULL);
+  lh_buf_free(&body);
+}
+
+/* The paths in lh_reserved_paths (router.h) belong to the host: scripts cannot declare them. */
 static int serve_reserved(lh_conn_t *c, int method) {
   const lh_request_t *r = &c->http.req;
-  int is_admin = r->path_len >= 6 && memcmp(r->path, "/admin", 6) == 0 &&
-                 (r->path_len == 6 || r->path[6] == '/');
-  int which = path_is(r, "/healthz")   ? 1
-              : path_is(r, "/readyz")  ? 2
-              : path_is(r, "/metrics") ? 3
-              : is_admin               ? 4
-                                       : 0;
-  if (!which)
+  const char *message, *code;
+  int which = lh_reserved_path(r->path, r->path_len);
+  if (which < 0)
     return 0;
-  if (which == 4) {
+  if (which == LH_RESERVED_ADMIN) {
     send_error(c, 404, "Not found", "not_found", NULL);
     return 1;
   }
@@ -382,26 +468,22 @@ static int serve_reserved(lh_conn_t *c, int method) {
     send_not_allowed(c, (1u << LH_M_GET) | (1u << LH_M_HEAD));
     return 1;
   }
-  if (which == 1) {
-    static const char ok[] =
-        "{\"message\":\"alive\",\"response_status\":true,\"response_data\":{\"status\":\"alive\"}}";
-    send_response(c, 200, NULL, NULL, 0, ok, sizeof(ok) - 1);
-  } else if (which == 2) {
+  if (which == LH_RESERVED_HEALTHZ) {
+    static const char alive[] = "{\"status\":\"alive\"}";
+    send_ok(c, "alive", alive, sizeof(alive) - 1);
+  } else if (which == LH_RESERVED_READYZ) {
     if (atomic_load(&c->w->srv->draining)) {
       send_error(c, 503, "Shutting down", "draining", "Retry-After: 1\r\n");
     } else if (!atomic_load(&c->w->srv->started)) {
       send_error(c, 503, "Starting: the start-up hooks have not finished", "starting",
                  "Retry-After: 1\r\n");
-    } else if (!atomic_load(&c->w->srv->db_ok)) {
-      send_error(c, 503, "The database does not answer", "database_unavailable",
-                 "Retry-After: 1\r\n");
+    } else if (!lh_ready_ok(&message, &code)) {
+      send_error(c, 503, message, code, "Retry-After: 1\r\n");
     } else {
-      char body[200];
-      int n = snprintf(body, sizeof(body),
-                       "{\"message\":\"ready\",\"response_status\":true,\"response_data\":"
-                       "{\"status\":\"ready\",\"generation\":\"%s\"}}",
-                       lh_vm_generation(c->w->vm));
-      send_response(c, 200, NULL, NULL, 0, body, (size_t)n);
+      char data[200];
+      const char *gen = lh_vm_generation(c->w->vm);
+      int n = snprintf(data, sizeof(data), "{\"status\":\"ready\",\"generation\":\"%s\"}", gen);
+      send_ok(c, "ready", data, (size_t)n);
     }
   } else {
     serve_metrics(c);
@@ -418,28 +500,32 @@ static void exchange_reset(lh_exchange_t *ex) {
   ex->status = 0;
 }
 
+/* The zero timer started by on_exchange_done: the exchange's response goes out here, on a loop
+ * turn of its own. */
 static void finish_exchange(lh_conn_t *c) {
   lh_exchange_t *ex = &c->ex;
-  c->handling = 0;
-  if (c->closing) {
-    conn_close(c);
-    return;
-  }
+  assert(c->state == LH_CONN_FINISHING);
   send_response(c, ex->status, ex->content_type[0] ? ex->content_type : NULL, ex->headers.data,
-                ex->headers.len, ex->body.data, ex->body.len);
+                ex->headers.len, ex->body.data, ex->body.len, &ex->body);
   exchange_reset(ex);
+  if (c->state == LH_CONN_CLOSING)
+    return;
   lh_http_next(&c->http);
+  if (c->state == LH_CONN_READING)
+    process(c);
 }
 
+/* The VM calls this exactly once per exchange, possibly before lh_vm_dispatch returns: it only
+ * records the fact and defers the rest to the loop. */
 static void on_exchange_done(lh_exchange_t *ex) {
   lh_conn_t *c = LH_CONTAINER_OF(ex, lh_conn_t, ex);
-  if (c->in_dispatch) {
-    c->ex_done = 1;
+  if (c->state == LH_CONN_ORPHANED) {
+    close_handles(c); /* uv_close completes later, after the VM has returned */
     return;
   }
-  finish_exchange(c);
-  if (!c->closing && c->writes == 0)
-    process(c);
+  assert(c->state == LH_CONN_HANDLING);
+  set_state(c, LH_CONN_FINISHING);
+  uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 
 static unsigned allowed_any(const lh_router_t *r, const lh_request_t *req) {
@@ -530,13 +616,13 @@ static int serve_preflight(lh_conn_t *c, unsigned allowed) {
   methods_header(&extra, "Access-Control-Allow-Methods", allowed);
   lh_buf_puts(&extra, "Access-Control-Allow-Headers: Authorization, Content-Type, "
                       "X-Request-Id\r\nAccess-Control-Max-Age: 600\r\n");
-  send_response(c, 204, NULL, extra.data, extra.len, NULL, 0);
+  send_response(c, 204, NULL, extra.data, extra.len, NULL, 0, NULL);
   lh_buf_free(&extra);
   return 1;
 }
 
-/* Returns 1 when the exchange continues asynchronously. */
-static int handle_request(lh_conn_t *c) {
+/* Answers the request, or hands it to the VM (the connection is then HANDLING). */
+static void handle_request(lh_conn_t *c) {
   lh_worker_t *w = c->w;
   const lh_request_t *req = &c->http.req;
   c->requests++;
@@ -544,9 +630,9 @@ static int handle_request(lh_conn_t *c) {
   assign_request_id(c);
   resolve_client(c);
   decide_cors(c);
-  int method = lh_method_parse(req->method, strlen(req->method));
+  int method = req->method_id;
   if (serve_reserved(c, method))
-    return 0;
+    return;
   const lh_router_t *router = lh_vm_router(w->vm);
   lh_exchange_t *ex = &c->ex;
   unsigned allowed = 0;
@@ -555,61 +641,56 @@ static int handle_request(lh_conn_t *c) {
     rc = lh_router_match(router, (lh_method_t)method, req->path, req->path_len, &ex->match,
                          &allowed);
   else if ((allowed = allowed_any(router, req)) != 0)
-    rc = LH_EINVAL;
+    rc = LH_EMETHOD;
   if (rc == LH_ENOTFOUND) {
     send_error(c, 404, "Not found", "not_found", NULL);
-    return 0;
+    return;
   }
   if (method == LH_M_OPTIONS && rc != LH_ENOTFOUND &&
       serve_preflight(c, rc == 0 ? allowed_any(router, req) : allowed))
-    return 0;
+    return;
   if (rc != 0) {
     if (method == LH_M_OPTIONS) {
       lh_buf_t extra;
       lh_buf_init(&extra);
       allow_header(&extra, allowed | (1u << LH_M_OPTIONS));
-      send_response(c, 204, NULL, extra.data, extra.len, NULL, 0);
+      send_response(c, 204, NULL, extra.data, extra.len, NULL, 0, NULL);
       lh_buf_free(&extra);
     } else {
       send_not_allowed(c, allowed);
     }
-    return 0;
+    return;
   }
   ex->req = req;
   ex->request_id = c->request_id;
   ex->client_addr = c->client_eff;
   ex->done = on_exchange_done;
   exchange_reset(ex);
-  c->handling = 1;
-  c->ex_done = 0;
-  c->in_dispatch = 1;
+  set_state(c, LH_CONN_HANDLING);
+  stop_reading(c);
   lh_vm_dispatch(w->vm, ex);
-  c->in_dispatch = 0;
-  if (c->ex_done) {
-    finish_exchange(c);
-    return 0;
-  }
-  return 1;
 }
 
 /* ---- timers ---- */
 
 static void on_timer(uv_timer_t *t) {
   lh_conn_t *c = t->data;
-  if (c->closing)
-    return;
-  if (c->writes > 0) {
+  switch (c->state) {
+  case LH_CONN_FINISHING: finish_exchange(c); return;
+  case LH_CONN_WRITING:
     /* The client stopped reading: a response has waited idle_timeout_ms to be written. */
     conn_close(c);
     return;
+  case LH_CONN_READING: break;
+  case LH_CONN_HANDLING:
+  case LH_CONN_ORPHANED:
+  case LH_CONN_CLOSING: assert(0 && "the timer is stopped in this state"); return;
   }
-  if (c->handling)
-    return;
   if (c->http.phase == LH_PHASE_IDLE) {
     conn_close(c);
     return;
   }
-  c->close_after_write = 1;
+  c->flags |= LH_CONN_F_LAST;
   stop_reading(c);
   c->request_id[0] = '\0';
   assign_request_id(c);
@@ -618,6 +699,7 @@ static void on_timer(uv_timer_t *t) {
 
 static void arm_timer(lh_conn_t *c) {
   const lh_config_t *cfg = c->w->srv->cfg;
+  assert(c->state == LH_CONN_READING);
   lh_http_phase_t phase = c->http.phase;
   if (phase == c->timer_phase && uv_is_active((uv_handle_t *)&c->timer))
     return;
@@ -640,6 +722,7 @@ static void start_reading(lh_conn_t *c);
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   lh_conn_t *c = s->data;
+  assert(c->state == LH_CONN_READING);
   if (nread < 0) {
     conn_close(c);
     return;
@@ -654,16 +737,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void start_reading(lh_conn_t *c) {
-  if (!c->reading && !c->closing) {
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-      c->reading = 1;
-  }
+  assert(c->state == LH_CONN_READING);
+  if (!(c->flags & LH_CONN_F_READ_ACTIVE) && uv_read_start(&c->io.stream, on_alloc, on_read) == 0)
+    c->flags |= LH_CONN_F_READ_ACTIVE;
 }
 
 static void stop_reading(lh_conn_t *c) {
-  if (c->reading) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = 0;
+  if (c->flags & LH_CONN_F_READ_ACTIVE) {
+    uv_read_stop(&c->io.stream);
+    c->flags &= ~LH_CONN_F_READ_ACTIVE;
   }
 }
 
@@ -676,9 +758,10 @@ static void consume(lh_conn_t *c, size_t n) {
   }
 }
 
-/* Parses what is pending and answers complete requests, one at a time. */
+/* Parses what is pending and answers complete requests, one at a time, while the connection
+ * stays READING (a request handed to the VM, a queued write or a close ends the loop). */
 static void process(lh_conn_t *c) {
-  while (!c->closing && !c->handling && c->writes == 0) {
+  while (c->state == LH_CONN_READING) {
     if (c->pending.len == 0) {
       arm_timer(c);
       start_reading(c);
@@ -691,9 +774,11 @@ static void process(lh_conn_t *c) {
     case LH_HTTP_NEED_MORE:
       if (c->http.send_continue) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        lh_buf_append(&c->w->out, cont, sizeof(cont) - 1);
         c->http.send_continue = 0;
-        conn_write(c, &c->w->out);
+        lh_buf_append(&c->w->out, cont, sizeof(cont) - 1);
+        conn_send(c, &c->w->out, NULL, 0, NULL);
+        if (c->state != LH_CONN_READING)
+          return;
       }
       arm_timer(c);
       start_reading(c);
@@ -701,24 +786,21 @@ static void process(lh_conn_t *c) {
     case LH_HTTP_CLOSE: conn_close(c); return;
     case LH_HTTP_ERROR:
       stop_reading(c);
-      c->close_after_write = 1;
+      c->flags |= LH_CONN_F_LAST;
       c->request_id[0] = '\0';
       assign_request_id(c);
       send_error(c, c->http.err_status, c->http.err_msg, c->http.err_code, NULL);
       return;
     case LH_HTTP_REQUEST:
       uv_timer_stop(&c->timer);
-      if (handle_request(c)) {
-        stop_reading(c);
-        return;
-      }
-      if (!c->handling && !c->closing && c->http.phase == LH_PHASE_DONE)
+      handle_request(c);
+      if (c->state == LH_CONN_READING && c->http.phase == LH_PHASE_DONE)
         lh_http_next(&c->http);
+      else if (c->state == LH_CONN_WRITING && c->http.phase == LH_PHASE_DONE)
+        lh_http_next(&c->http); /* the host's own answer is queued: the request is over */
       break;
     }
   }
-  if (c->handling || c->writes)
-    stop_reading(c);
 }
 
 /* ---- accepting ---- */
@@ -727,7 +809,7 @@ static void describe_peer(lh_conn_t *c) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   c->client[0] = '\0';
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+  if (uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *)&ss, &len) != 0)
     return;
   if (ss.ss_family == AF_INET)
     uv_ip4_name((struct sockaddr_in *)&ss, c->client, sizeof(c->client));
@@ -735,20 +817,15 @@ static void describe_peer(lh_conn_t *c) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, c->client, sizeof(c->client));
 }
 
-void lh_conn_on_connection(uv_stream_t *listener, int status) {
-  lh_worker_t *w = listener->data;
-  if (status < 0)
-    return;
+/* Allocates a connection whose stream the caller initialises next (io.handle.data and the list
+ * are set up here); NULL when out of memory. */
+static lh_conn_t *conn_new(lh_worker_t *w) {
   lh_conn_t *c = calloc(1, sizeof(*c));
   if (!c)
-    return;
+    return NULL;
   c->w = w;
-  if (uv_tcp_init(&w->loop, &c->tcp) != 0) {
-    free(c);
-    return;
-  }
+  c->state = LH_CONN_READING;
   uv_timer_init(&w->loop, &c->timer);
-  c->tcp.data = c;
   c->timer.data = c;
   c->open_handles = 2;
   atomic_fetch_add(&w->srv->connections, 1);
@@ -761,32 +838,70 @@ void lh_conn_on_connection(uv_stream_t *listener, int status) {
   if (w->conns)
     w->conns->prev = c;
   w->conns = c;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-    conn_close(c);
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
-  describe_peer(c);
+  return c;
+}
+
+/* The stream is open: refuse it past max_connections, else start reading requests. */
+static void conn_start(lh_conn_t *c) {
+  lh_worker_t *w = c->w;
   int max = w->srv->cfg->max_connections;
   if (max > 0 && atomic_load(&w->srv->connections) > max) {
-    static const char busy[] = "{\"message\":\"Too many connections\",\"response_status\":false,"
-                               "\"response_data\":{\"code\":\"too_many_connections\"}}";
-    c->close_after_write = 1;
+    c->flags |= LH_CONN_F_LAST;
     assign_request_id(c);
-    send_response(c, 503, NULL, "Retry-After: 1\r\n", 16, busy, sizeof(busy) - 1);
+    lh_buf_t body;
+    lh_buf_init(&body);
+    lh_envelope_error(&body, "Too many connections", "too_many_connections");
+    if (body.failed)
+      conn_close(c);
+    else
+      send_response(c, 503, NULL, "Retry-After: 1\r\n", 16, body.data, body.len, NULL);
+    lh_buf_free(&body);
     return;
   }
   process(c);
+}
+
+void lh_conn_on_connection(uv_stream_t *listener, int status) {
+  lh_worker_t *w = listener->data;
+  if (status < 0)
+    return;
+  lh_conn_t *c = conn_new(w);
+  if (!c)
+    return;
+  uv_tcp_init(&w->loop, &c->io.tcp); /* cannot fail for AF_UNSPEC on a live loop */
+  c->io.handle.data = c;
+  if (uv_accept(listener, &c->io.stream) != 0) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->io.tcp, 1);
+  describe_peer(c);
+  conn_start(c);
+}
+
+int lh_conn_open_fd(lh_worker_t *w, int fd) {
+  lh_conn_t *c = conn_new(w);
+  if (!c)
+    return LH_ENOMEM;
+  uv_pipe_init(&w->loop, &c->io.pipe, 0);
+  c->io.handle.data = c;
+  if (uv_pipe_open(&c->io.pipe, fd) != 0) {
+    conn_close(c);
+    return LH_EIO;
+  }
+  snprintf(c->client, sizeof(c->client), "local");
+  conn_start(c);
+  return 0;
 }
 
 void lh_conn_close_idle(lh_worker_t *w) {
   lh_conn_t *c = w->conns;
   while (c) {
     lh_conn_t *next = c->next;
-    if (!c->handling && c->writes == 0 && c->http.phase == LH_PHASE_IDLE)
+    if (c->state == LH_CONN_READING && c->http.phase == LH_PHASE_IDLE)
       conn_close(c);
     else
-      c->close_after_write = 1;
+      c->flags |= LH_CONN_F_LAST;
     c = next;
   }
 }

@@ -6,6 +6,9 @@
 
 /* The listener's connection callback. */
 void lh_conn_on_connection(uv_stream_t *listener, int status);
+/* Serves HTTP on an already-connected stream socket (a socketpair end in the unit tests, which
+ * drive the connection without TCP). The connection owns fd from here. 0, LH_ENOMEM or LH_EIO. */
+int lh_conn_open_fd(lh_worker_t *w, int fd);
 /* Shutdown: close connections that are idle now; busy ones close after their response. */
 void lh_conn_close_idle(lh_worker_t *w);
 /* Grace period over: close every connection. */

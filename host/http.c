@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "lh.h"
+#include "router.h"
 
 struct lh_http_field_s {
   size_t name_off, name_len, value_off, value_len;
@@ -176,11 +177,25 @@ static int value_is(const lh_header_t *hd, const char *lit) {
   return hd && hd->value_len == n && strncasecmp(hd->value, lit, n) == 0;
 }
 
+/* llhttp's method number to the router's: the method is known once, never re-parsed. */
+static int method_id(llhttp_method_t m) {
+  switch (m) {
+  case HTTP_GET: return LH_M_GET;
+  case HTTP_HEAD: return LH_M_HEAD;
+  case HTTP_POST: return LH_M_POST;
+  case HTTP_PUT: return LH_M_PUT;
+  case HTTP_PATCH: return LH_M_PATCH;
+  case HTTP_DELETE: return LH_M_DELETE;
+  case HTTP_OPTIONS: return LH_M_OPTIONS;
+  default: return LH_ENOTFOUND;
+  }
+}
+
 static int on_headers_complete(llhttp_t *p) {
   lh_http_t *h = parser_owner(p);
   fix_up_headers(h);
-  h->req.llhttp_method = p->method;
   h->req.method = llhttp_method_name((llhttp_method_t)p->method);
+  h->req.method_id = method_id((llhttp_method_t)p->method);
   h->req.http_major = p->http_major;
   h->req.http_minor = p->http_minor;
   if (p->method == HTTP_CONNECT)

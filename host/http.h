@@ -24,8 +24,8 @@ typedef struct {
 } lh_header_t;
 
 typedef struct {
-  const char *method; /* "GET", ... (static string) */
-  int llhttp_method;
+  const char *method; /* "GET", ... (static string, llhttp's name for the method) */
+  int method_id;      /* an lh_method_t, or LH_ENOTFOUND for a method the router does not know */
   int http_major, http_minor;
   const char *url; /* NUL-terminated copy of the request target */
   size_t url_len;

@@ -18,6 +18,8 @@ const char *lh_strerror(int err) {
   case LH_ELIMIT: return "limit exceeded";
   case LH_EIO: return "I/O error";
   case LH_ENOTFOUND: return "not found";
+  case LH_EEXIST: return "already exists";
+  case LH_EMETHOD: return "method not allowed";
   default: return "unknown error";
   }
 }

@@ -7,13 +7,15 @@
 
 enum {
   LH_OK = 0,
-  LH_ENOMEM = -1,   /* allocation failed */
-  LH_EINVAL = -2,   /* invalid argument or value */
-  LH_EBUSY = -3,    /* a bounded queue is full */
-  LH_ECLOSED = -4,  /* the pool or server is shutting down */
-  LH_ELIMIT = -5,   /* a configured limit was exceeded */
-  LH_EIO = -6,      /* an I/O or system call failed */
-  LH_ENOTFOUND = -7 /* no such thing */
+  LH_ENOMEM = -1,    /* allocation failed */
+  LH_EINVAL = -2,    /* invalid argument or value */
+  LH_EBUSY = -3,     /* a bounded queue is full */
+  LH_ECLOSED = -4,   /* the pool or server is shutting down */
+  LH_ELIMIT = -5,    /* a configured limit was exceeded */
+  LH_EIO = -6,       /* an I/O or system call failed */
+  LH_ENOTFOUND = -7, /* no such thing */
+  LH_EEXIST = -8,    /* already there (a duplicate name or route) */
+  LH_EMETHOD = -9    /* the thing exists, but not for this method (an HTTP 405) */
 };
 
 const char *lh_strerror(int err);

@@ -59,8 +59,8 @@ static const char *http_date(void) {
   return date_cached;
 }
 
-void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r) {
-  lh_buf_reserve(out, 256 + r->extra_len + r->body_len);
+size_t lh_response_head(lh_buf_t *out, const lh_resp_t *r) {
+  lh_buf_reserve(out, 256 + r->extra_len);
   lh_buf_puts(out, "HTTP/1.1 ");
   lh_buf_put_u64(out, (unsigned long long)r->status);
   lh_buf_putc(out, ' ');
@@ -86,16 +86,39 @@ void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r) {
   if (r->extra_len)
     lh_buf_append(out, r->extra, r->extra_len);
   lh_buf_puts(out, "\r\n");
-  if (!r->head && !bodiless && r->body_len)
-    lh_buf_append(out, r->body, r->body_len);
+  return r->head || bodiless ? 0 : r->body_len;
+}
+
+void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r) {
+  size_t n = lh_response_head(out, r);
+  if (n)
+    lh_buf_append(out, r->body, n);
+}
+
+void lh_envelope(lh_buf_t *body, int ok, const char *message, const char *data_json,
+                 size_t data_len) {
+  lh_buf_puts(body, "{\"message\":");
+  lh_buf_put_json_string(body, message, strlen(message));
+  lh_buf_puts(body, ok ? ",\"response_status\":true,\"response_data\":"
+                       : ",\"response_status\":false,\"response_data\":");
+  if (data_json)
+    lh_buf_append(body, data_json, data_len);
+  else
+    lh_buf_puts(body, "null");
+  lh_buf_putc(body, '}');
 }
 
 void lh_envelope_error(lh_buf_t *body, const char *message, const char *code) {
-  lh_buf_puts(body, "{\"message\":");
-  lh_buf_put_json_string(body, message, strlen(message));
-  lh_buf_puts(body, ",\"response_status\":false,\"response_data\":{\"code\":");
-  lh_buf_put_json_string(body, code, strlen(code));
-  lh_buf_puts(body, "}}");
+  lh_buf_t data;
+  lh_buf_init(&data);
+  lh_buf_puts(&data, "{\"code\":");
+  lh_buf_put_json_string(&data, code, strlen(code));
+  lh_buf_putc(&data, '}');
+  if (data.failed)
+    body->failed = 1;
+  else
+    lh_envelope(body, 0, message, data.data, data.len);
+  lh_buf_free(&data);
 }
 
 int lh_header_is_valid(const char *name, size_t nlen, const char *value, size_t vlen) {

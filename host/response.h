@@ -21,9 +21,18 @@ typedef struct {
 } lh_resp_t;
 
 const char *lh_status_reason(int status);
-/* Appends the whole response to out. */
+/* Appends the status line and header block (through the blank line) to out and returns how many
+ * of r->body's bytes belong on the wire after it: 0 for HEAD, 204 and 304. The body is written
+ * from where it lies (a separate uv_write buffer), never copied behind the head. */
+size_t lh_response_head(lh_buf_t *out, const lh_resp_t *r);
+/* Appends the whole response (head and body) to out. */
 void lh_response_serialize(lh_buf_t *out, const lh_resp_t *r);
-/* Appends an error envelope body: response_data is {"code": code}. */
+/* The one writer of the envelope every JSON answer uses:
+ * {"message": message, "response_status": ok, "response_data": data}, where data_json is a JSON
+ * text (NULL: null). */
+void lh_envelope(lh_buf_t *body, int ok, const char *message, const char *data_json,
+                 size_t data_len);
+/* An error envelope: response_data is {"code": code}. */
 void lh_envelope_error(lh_buf_t *body, const char *message, const char *code);
 /* True when a header line may be sent as given: a token name and a value without CR, LF or NUL. */
 int lh_header_is_valid(const char *name, size_t nlen, const char *value, size_t vlen);

@@ -43,13 +43,47 @@ int lh_method_parse(const char *s, size_t len) {
     if (strlen(lh_method_names[i]) == len && memcmp(lh_method_names[i], s, len) == 0)
       return i;
   }
-  return -1;
+  return LH_ENOTFOUND;
 }
 
 const char *lh_method_name(lh_method_t m) {
   if ((int)m < 0 || m >= LH_M__COUNT)
     return "?";
   return lh_method_names[m];
+}
+
+static const struct {
+  const char *path;
+  int subtree;
+} lh_reserved[LH_RESERVED__COUNT] = {
+    {"/healthz", 0}, {"/readyz", 0}, {"/metrics", 0}, {"/admin", 1}};
+
+const char *lh_reserved_path_name(lh_reserved_t r, int *subtree) {
+  if ((int)r < 0 || r >= LH_RESERVED__COUNT)
+    return NULL;
+  if (subtree)
+    *subtree = lh_reserved[r].subtree;
+  return lh_reserved[r].path;
+}
+
+/* all_subtrees: treat every reserved path as reserving its subtree. */
+static int lh_reserved_find(const char *path, size_t len, int all_subtrees) {
+  for (int i = 0; i < LH_RESERVED__COUNT; i++) {
+    size_t n = strlen(lh_reserved[i].path);
+    if (len < n || memcmp(path, lh_reserved[i].path, n) != 0)
+      continue;
+    if (len == n || ((all_subtrees || lh_reserved[i].subtree) && path[n] == '/'))
+      return i;
+  }
+  return LH_ENOTFOUND;
+}
+
+int lh_reserved_path(const char *path, size_t len) {
+  return lh_reserved_find(path, len, 0);
+}
+
+int lh_reserved_for_routes(const char *pattern, size_t len) {
+  return lh_reserved_find(pattern, len, 1);
 }
 
 /* ---- building ---------------------------------------------------------------------------- */
@@ -270,7 +304,7 @@ int lh_router_add(lh_router_t *r, lh_method_t method, const char *pattern, int r
   }
   if (n->leaf[method]) {
     lh_errf(err, errlen, "duplicate route %s %s", lh_method_names[method], pattern);
-    return LH_ELIMIT;
+    return LH_EEXIST;
   }
   lh_route_leaf_t *leaf = lh_leaf_new(segs, nsegs, route_id);
   if (!leaf) {
@@ -367,5 +401,5 @@ int lh_router_match(const lh_router_t *r, lh_method_t method, const char *path, 
     st.allowed |= 1u << LH_M_HEAD;
   if (allowed)
     *allowed = st.allowed;
-  return LH_EINVAL;
+  return LH_EMETHOD;
 }

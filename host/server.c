@@ -18,7 +18,7 @@
 #include "conn.h"
 #include "lh.h"
 #include "log.h"
-#include "mongo.h"
+#include "readiness.h"
 #include "scheduler.h"
 
 static int parse_listen(const char *listen, char *host, size_t hostlen, int *port) {
@@ -90,9 +90,7 @@ static void close_cb_noop(uv_handle_t *h) {
 static void worker_finish(lh_worker_t *w) {
   uv_timer_stop(&w->grace);
   uv_timer_stop(&w->start_retry);
-  uv_timer_stop(&w->db_probe);
-  if (!uv_is_closing((uv_handle_t *)&w->db_probe))
-    uv_close((uv_handle_t *)&w->db_probe, close_cb_noop);
+  lh_ready_prober_close(&w->ready);
   if (!uv_is_closing((uv_handle_t *)&w->start_retry))
     uv_close((uv_handle_t *)&w->start_retry, close_cb_noop);
   if (!uv_is_closing((uv_handle_t *)&w->grace))
@@ -115,8 +113,8 @@ static void on_grace_over(lh_worker_t *w) {
 
 static void on_stop_tick(uv_timer_t *t) {
   lh_worker_t *w = t->data;
-  /* A database probe in flight will post to this loop's completion queue: wait for it too. */
-  if (!w->conns && !lh_vm_busy(w->vm) && !w->probe_running) {
+  /* A readiness check in flight will post to this loop's completion queue: wait for it too. */
+  if (!w->conns && !lh_vm_busy(w->vm) && !lh_ready_prober_busy(&w->ready)) {
     worker_finish(w);
     return;
   }
@@ -131,6 +129,7 @@ static void on_wakeup(uv_async_t *a) {
   if (w->stopping)
     return;
   w->stopping = 1;
+  lh_ready_prober_stop(&w->ready);
   if (w->listener_open && !uv_is_closing((uv_handle_t *)&w->listener))
     uv_close((uv_handle_t *)&w->listener, close_cb_noop);
   lh_conn_close_idle(w);
@@ -139,53 +138,6 @@ static void on_wakeup(uv_async_t *a) {
 }
 
 #define LH_START_RETRY_MS 5000
-#define LH_DB_PROBE_MS 2000
-
-/* /readyz says whether the database answers. Worker 0 pings it every LH_DB_PROBE_MS on the db pool
- * (never on the loop) and publishes the outcome; /readyz only reads the flag. */
-typedef struct {
-  lh_job_t job;
-  lh_mongo_req_t req;
-  lh_worker_t *w;
-} lh_probe_t;
-
-static void probe_work(lh_job_t *job) {
-  lh_probe_t *p = LH_CONTAINER_OF(job, lh_probe_t, job);
-  lh_mongo_execute(&p->req);
-}
-
-static void probe_done(lh_job_t *job) {
-  lh_probe_t *p = LH_CONTAINER_OF(job, lh_probe_t, job);
-  int ok = !job->cancelled && p->req.code == NULL;
-  lh_server_t *srv = p->w->srv;
-  if (atomic_exchange(&srv->db_ok, ok) != ok)
-    lh_log(ok ? LH_LOG_INFO : LH_LOG_WARN, "database %s", ok ? "answers" : "does not answer");
-  p->w->probe_running = 0;
-  lh_mongo_req_destroy(&p->req);
-  free(p);
-}
-
-static void on_db_probe(uv_timer_t *t) {
-  lh_worker_t *w = t->data;
-  lh_pool_t *pool = lh_pools_find("db");
-  if (w->stopping || w->probe_running || !pool)
-    return;
-  lh_probe_t *p = calloc(1, sizeof(*p));
-  if (!p)
-    return;
-  p->w = w;
-  p->job.work = probe_work;
-  p->job.done = probe_done;
-  lh_mongo_req_init(&p->req, LH_MONGO_PING, "");
-  if (lh_pool_submit(pool, &p->job, w->cq) != 0) {
-    lh_mongo_req_destroy(&p->req);
-    free(p);
-    atomic_store(&w->srv->db_ok, 0); /* a full db queue is not ready either */
-    return;
-  }
-  w->probe_running = 1;
-}
-
 static void run_start_hooks(lh_worker_t *w);
 
 static void on_start_retry(uv_timer_t *t) {
@@ -231,9 +183,8 @@ static void worker_main(void *arg) {
   w->grace.data = w;
   uv_timer_init(&w->loop, &w->start_retry);
   w->start_retry.data = w;
-  uv_timer_init(&w->loop, &w->db_probe);
-  w->db_probe.data = w;
   rc = lh_cq_create(&w->cq, &w->loop);
+  lh_ready_prober_init(&w->ready, &w->loop, w->cq);
   if (rc != 0)
     snprintf(w->start_err, sizeof(w->start_err), "completion queue: %s", lh_strerror(rc));
   if (rc == 0)
@@ -253,7 +204,7 @@ static void worker_main(void *arg) {
   }
   uv_sem_post(&w->started);
   if (w->id == 0) {
-    uv_timer_start(&w->db_probe, on_db_probe, 0, LH_DB_PROBE_MS);
+    lh_ready_prober_start(&w->ready, LH_READY_PROBE_MS);
     if (lh_vm_has_start_hooks(w->vm))
       run_start_hooks(w);
     else

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
+#include "readiness.h"
 #include "vm.h"
 
 typedef struct lh_server_s lh_server_t;
@@ -22,12 +23,11 @@ struct lh_worker_s {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_tcp_t listener;
-  int listener_open;      /* the listener handle was initialised and must be closed */
-  uv_async_t wakeup;      /* "stop" from the main thread */
-  uv_timer_t grace;       /* bounds the wait for in-flight requests at shutdown */
-  uv_timer_t start_retry; /* worker 0: retries the scripts' on_start hooks */
-  uv_timer_t db_probe;    /* worker 0: pings the database for /readyz */
-  int probe_running;
+  int listener_open;       /* the listener handle was initialised and must be closed */
+  uv_async_t wakeup;       /* "stop" from the main thread */
+  uv_timer_t grace;        /* bounds the wait for in-flight requests at shutdown */
+  uv_timer_t start_retry;  /* worker 0: retries the scripts' on_start hooks */
+  lh_ready_prober_t ready; /* worker 0: runs the bindings' readiness checks for /readyz */
   int start_running;
   lh_cq_t *cq;
   lh_vm_t *vm;
@@ -54,7 +54,6 @@ struct lh_server_s {
   atomic_int connections;
   atomic_int draining; /* /readyz answers 503 */
   atomic_int started;  /* the scripts' on_start hooks succeeded */
-  atomic_int db_ok;    /* the last database ping succeeded */
   atomic_ullong status_count[LH_STATUS_SLOTS];
   atomic_ullong requests;
   char id_prefix[9]; /* random per process: request ids are unique across restarts */

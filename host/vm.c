@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "http_lua.h"
 #include "json.h"
 #include "lh.h"
 #include "log.h"
@@ -725,6 +726,7 @@ int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t
     lua_pop(L, 2);
     preload(L, "luahost.log", open_log);
     preload(L, "luahost.json", luaopen_luahost_json);
+    preload(L, "luahost.http", luaopen_luahost_http);
     preload(L, "luahost.ratelimit", luaopen_luahost_ratelimit);
     lh_bindings_preload(L);
     rc = preload_embedded(L, err, errlen);

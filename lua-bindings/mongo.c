@@ -13,6 +13,7 @@
 #include "json.h"
 #include "lh.h"
 #include "log.h"
+#include "readiness.h"
 #include "scheduler.h"
 
 #define COLLECTION_MT "luahost.mongo.collection"
@@ -48,6 +49,17 @@ static void route_mongoc_log(mongoc_log_level_t level, const char *domain, const
   if (lv >= lh_log_get_level()) {
     lh_log(lv, "mongoc %s: %s", domain, message);
   }
+}
+
+/* The readiness check: runs on a db pool thread. */
+static int ready_ping(void *ud) {
+  (void)ud;
+  lh_mongo_req_t req;
+  lh_mongo_req_init(&req, LH_MONGO_PING, "");
+  lh_mongo_execute(&req);
+  int rc = req.code ? LH_EIO : 0;
+  lh_mongo_req_destroy(&req);
+  return rc;
 }
 
 int lh_mongo_init(const lh_config_t *cfg, char *err, size_t errlen) {
@@ -90,10 +102,19 @@ int lh_mongo_init(const lh_config_t *cfg, char *err, size_t errlen) {
   g_pool = pool;
   g_timeout_ms = ms;
   snprintf(g_db, sizeof g_db, "%s", cfg->db);
+  /* /readyz waits for the database: a ping on the db pool (readiness.h). */
+  int rc = lh_ready_register("database", "db", ready_ping, NULL, "The database does not answer",
+                             "database_unavailable");
+  if (rc != 0) {
+    snprintf(err, errlen, "mongo: cannot register the readiness check: %s", lh_strerror(rc));
+    lh_mongo_cleanup();
+    return rc;
+  }
   return 0;
 }
 
 void lh_mongo_cleanup(void) {
+  lh_ready_unregister("database");
   if (g_pool != NULL) {
     mongoc_client_pool_destroy(g_pool);
     g_pool = NULL;

@@ -45,11 +45,11 @@ static void test_methods(void) {
   LH_CHECK_INT(lh_method_parse("PATCH", 5), LH_M_PATCH);
   LH_CHECK_INT(lh_method_parse("DELETE", 6), LH_M_DELETE);
   LH_CHECK_INT(lh_method_parse("OPTIONS", 7), LH_M_OPTIONS);
-  LH_CHECK_INT(lh_method_parse("get", 3), -1);
+  LH_CHECK_INT(lh_method_parse("get", 3), LH_ENOTFOUND);
   LH_CHECK_INT(lh_method_parse("GETX", 3), LH_M_GET); /* length bounds the comparison */
-  LH_CHECK_INT(lh_method_parse("GETX", 4), -1);
-  LH_CHECK_INT(lh_method_parse("TRACE", 5), -1);
-  LH_CHECK_INT(lh_method_parse("", 0), -1);
+  LH_CHECK_INT(lh_method_parse("GETX", 4), LH_ENOTFOUND);
+  LH_CHECK_INT(lh_method_parse("TRACE", 5), LH_ENOTFOUND);
+  LH_CHECK_INT(lh_method_parse("", 0), LH_ENOTFOUND);
   for (int m = 0; m < LH_M__COUNT; m++) {
     const char *name = lh_method_name((lh_method_t)m);
     LH_CHECK_INT(lh_method_parse(name, strlen(name)), m);
@@ -82,7 +82,7 @@ static void test_trailing_slash(void) {
   LH_CHECK_INT(route_of(r, LH_M_GET, "/users/"), 1);
   LH_CHECK_INT(route_of(r, LH_M_GET, "/users/7/"), 2);
   /* The pattern with and without a trailing slash is the same route. */
-  LH_CHECK_INT(add(r, LH_M_GET, "/users", 3), LH_ELIMIT);
+  LH_CHECK_INT(add(r, LH_M_GET, "/users", 3), LH_EEXIST);
   lh_router_free(r);
 }
 
@@ -175,7 +175,7 @@ static void test_backtracking_by_method(void) {
   /* PUT matches nothing: both nodes contribute to the allowed set. */
   lh_route_match_t m;
   unsigned allowed = 0;
-  LH_CHECK_INT(match(r, LH_M_PUT, "/users/me", &m, &allowed), LH_EINVAL);
+  LH_CHECK_INT(match(r, LH_M_PUT, "/users/me", &m, &allowed), LH_EMETHOD);
   LH_CHECK_INT(allowed, (1u << LH_M_GET) | (1u << LH_M_HEAD) | (1u << LH_M_DELETE));
   lh_router_free(r);
 }
@@ -187,9 +187,9 @@ static void test_method_not_allowed(void) {
   LH_CHECK_INT(add(r, LH_M_PATCH, "/items/{id}", 3), 0);
   lh_route_match_t m;
   unsigned allowed = 123;
-  LH_CHECK_INT(match(r, LH_M_DELETE, "/users", &m, &allowed), LH_EINVAL);
+  LH_CHECK_INT(match(r, LH_M_DELETE, "/users", &m, &allowed), LH_EMETHOD);
   LH_CHECK_INT(allowed, (1u << LH_M_GET) | (1u << LH_M_HEAD) | (1u << LH_M_POST));
-  LH_CHECK_INT(match(r, LH_M_GET, "/items/5", &m, &allowed), LH_EINVAL);
+  LH_CHECK_INT(match(r, LH_M_GET, "/items/5", &m, &allowed), LH_EMETHOD);
   LH_CHECK_INT(allowed, 1u << LH_M_PATCH);
   allowed = 123;
   LH_CHECK_INT(match(r, LH_M_GET, "/nothing", &m, &allowed), LH_ENOTFOUND);
@@ -197,7 +197,7 @@ static void test_method_not_allowed(void) {
   /* An inner node with no routes gives 404, not 405. */
   LH_CHECK_INT(match(r, LH_M_GET, "/items", &m, &allowed), LH_ENOTFOUND);
   /* A NULL allowed pointer is accepted. */
-  LH_CHECK_INT(lh_router_match(r, LH_M_PUT, "/users", 6, &m, NULL), LH_EINVAL);
+  LH_CHECK_INT(lh_router_match(r, LH_M_PUT, "/users", 6, &m, NULL), LH_EMETHOD);
   lh_router_free(r);
 }
 
@@ -210,10 +210,10 @@ static void test_head_falls_back_to_get(void) {
   LH_CHECK_INT(route_of(r, LH_M_HEAD, "/a"), 1);
   LH_CHECK_INT(route_of(r, LH_M_HEAD, "/b"), 3); /* a declared HEAD route wins */
   LH_CHECK_INT(route_of(r, LH_M_GET, "/b"), 2);
-  LH_CHECK_INT(route_of(r, LH_M_HEAD, "/c"), LH_EINVAL);
+  LH_CHECK_INT(route_of(r, LH_M_HEAD, "/c"), LH_EMETHOD);
   /* GET does not fall back to HEAD. */
   LH_CHECK_INT(add(r, LH_M_HEAD, "/d", 5), 0);
-  LH_CHECK_INT(route_of(r, LH_M_GET, "/d"), LH_EINVAL);
+  LH_CHECK_INT(route_of(r, LH_M_GET, "/d"), LH_EMETHOD);
   lh_router_free(r);
 }
 
@@ -257,9 +257,9 @@ static void test_duplicates(void) {
   lh_router_t *r = new_router();
   char err[128] = "";
   LH_CHECK_INT(add(r, LH_M_GET, "/users/{id}", 1), 0);
-  LH_CHECK_INT(lh_router_add(r, LH_M_GET, "/users/{uid}", 2, err, sizeof err), LH_ELIMIT);
+  LH_CHECK_INT(lh_router_add(r, LH_M_GET, "/users/{uid}", 2, err, sizeof err), LH_EEXIST);
   LH_CHECK(strstr(err, "duplicate") != NULL);
-  LH_CHECK_INT(add(r, LH_M_GET, "/users/{id}/", 3), LH_ELIMIT);
+  LH_CHECK_INT(add(r, LH_M_GET, "/users/{id}/", 3), LH_EEXIST);
   LH_CHECK_INT(add(r, LH_M_POST, "/users/{uid}", 4), 0); /* other method: fine */
   LH_CHECK_INT(add(r, LH_M_GET, "/users/me", 5), 0);     /* literal vs param: fine */
   LH_CHECK_INT(route_of(r, LH_M_GET, "/users/x"), 1);
