@@ -5,7 +5,9 @@
  * instruction limit), and LUAHOST_<OPTION> environment variables. Every value is validated as it is
  * applied, so an error names the option and the source it came from. */
 #include "config.h"
+#include "json.h"
 #include "lh.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -26,7 +28,14 @@
 #define LH_CONFIG_MAX_INSTRUCTIONS 10000000
 #define LH_CONFIG_HOOK_STEP 1000
 
-typedef enum { LH_OPT_INT, LH_OPT_BOOL, LH_OPT_STR, LH_OPT_ENUM, LH_OPT_LIST } lh_opt_type_t;
+typedef enum {
+  LH_OPT_INT,
+  LH_OPT_BOOL,
+  LH_OPT_STR,
+  LH_OPT_ENUM,
+  LH_OPT_LIST,
+  LH_OPT_APP /* the application's section: a table of data, kept as JSON */
+} lh_opt_type_t;
 
 typedef int (*lh_opt_check_cb)(const char *value, char *why, size_t whylen);
 
@@ -65,6 +74,9 @@ typedef struct {
 #define OPT_LIST(n, cnt, chk, rl, dc)                                                              \
   {.name = #n, .type = LH_OPT_LIST, .off = offsetof(lh_config_t, n), .size = LH_ITEM_SIZE(n),      \
    .count_off = offsetof(lh_config_t, cnt), .check = chk, .doc = dc, .reloadable = rl}
+#define OPT_APP(n, rl, dc)                                                                         \
+  {.name = #n, .type = LH_OPT_APP, .off = offsetof(lh_config_t, app_json),                         \
+   .size = LH_FIELD_SIZE(app_json), .def_str = "{}", .doc = dc, .reloadable = rl}
 // clang-format on
 
 static int lh_check_listen(const char *value, char *why, size_t whylen);
@@ -106,12 +118,9 @@ static const lh_opt_t lh_options[] = {
     OPT_INT(db_queue, 1, 1000000, 256, 0, "database jobs that may wait (503 beyond)"),
     OPT_INT(hash_threads, 1, 256, 2, 0, "threads of the password hashing pool"),
     OPT_INT(hash_queue, 1, 1000000, 64, 0, "hashing jobs that may wait (503 beyond)"),
-    OPT_INT(test_pool_threads, 0, 256, 0, 0, "threads of a \"test\" pool; 0 = no such pool"),
-    OPT_INT(test_pool_queue, 0, 1000000, 0, 0, "jobs that may wait in the \"test\" pool"),
     /* database */
     OPT_STR(mongodb_uri, "mongodb://127.0.0.1:27017", NULL, 0, "MongoDB connection string"),
     OPT_STR(db, "mydatabase", NULL, 0, "database name"),
-    OPT_STR(users_collection, "users", NULL, 0, "collection of user records"),
     OPT_INT(db_timeout_ms, 100, 600000, 5000, 0, "server selection, socket and query time limit"),
     /* passwords */
     OPT_ENUM(password_scheme, "argon2id", lh_password_schemes, 1,
@@ -126,20 +135,33 @@ static const lh_opt_t lh_options[] = {
     OPT_STR(jwt_issuer, "", NULL, 0, "iss claim to set and require; empty = none"),
     OPT_STR(jwt_audience, "", NULL, 0, "aud claim to set and require; empty = none"),
     OPT_INT(token_ttl, 1, 31536000, 1800, 1, "token lifetime in seconds"),
-    /* user service */
-    OPT_STR(admin_username, "", NULL, 0, "admin created at start-up if missing; empty = none"),
-    OPT_STR(admin_password, "", NULL, 0, "password of that admin"),
-    OPT_INT(admin_userage, 0, 150, 0, 0, "userage of that admin"),
-    OPT_INT(login_max_per_pair, 1, 1000000, 5, 1,
-            "failed logins per username and address per window"),
-    OPT_INT(login_max_per_user, 1, 1000000, 20, 1, "failed logins per username per window"),
-    OPT_INT(login_max_per_addr, 1, 1000000, 100, 1, "failed logins per client address per window"),
-    OPT_INT(login_window_s, 1, 86400, 900, 1, "length of the login rate-limit window"),
+    /* proxies and CORS */
     OPT_LIST(trusted_proxies, n_trusted_proxies, lh_check_ip, 1,
              "proxy addresses whose X-Forwarded-For is believed"),
     OPT_LIST(cors_origins, n_cors_origins, lh_check_origin, 1,
              "origins allowed by CORS; \"*\" = any"),
+    /* the application: reloadable, since a new script generation reads it afresh */
+    OPT_APP(app, 1, "the application's settings, read by the scripts as luahost.config.app"),
 };
+
+/* Settings that were host options before the application got its own section. They keep working
+ * under their old names, as a top-level key of the config file (deprecated: logged) and as
+ * LUAHOST_<NAME>, and land in the application's section under the same key. */
+typedef enum { LH_APP_STRING, LH_APP_NUMBER } lh_app_kind_t;
+static const struct {
+  const char *name;
+  lh_app_kind_t kind;
+} lh_legacy_app[] = {
+    {"users_collection", LH_APP_STRING},   {"admin_username", LH_APP_STRING},
+    {"admin_password", LH_APP_STRING},     {"admin_userage", LH_APP_NUMBER},
+    {"login_max_per_pair", LH_APP_NUMBER}, {"login_max_per_user", LH_APP_NUMBER},
+    {"login_max_per_addr", LH_APP_NUMBER}, {"login_window_s", LH_APP_NUMBER},
+};
+
+/* Largest number of keys, at any depth, in the application's section. */
+#define LH_APP_MAX_KEYS 1024
+/* Longest top-level key of the application's section (it is also an environment variable). */
+#define LH_APP_MAX_KEY 64
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -176,6 +198,12 @@ static void lh_opt_expect(const lh_opt_t *o, char *out, size_t outlen) {
     break;
   }
   case LH_OPT_LIST: snprintf(out, outlen, "a list of at most %d strings", LH_MAX_LIST); break;
+  case LH_OPT_APP:
+    snprintf(out, outlen,
+             "a table of strings, numbers, booleans and tables (at most %d levels, %d keys, "
+             "%d bytes as JSON)",
+             LH_APP_MAX_DEPTH, LH_APP_MAX_KEYS, LH_APP_JSON_MAX - 1);
+    break;
   }
 }
 
@@ -357,7 +385,8 @@ void lh_config_defaults(lh_config_t *cfg) {
     case LH_OPT_INT:
     case LH_OPT_BOOL: *lh_opt_int(cfg, o) = (int)o->def_int; break;
     case LH_OPT_STR:
-    case LH_OPT_ENUM: snprintf(lh_opt_str(cfg, o), o->size, "%s", o->def_str); break;
+    case LH_OPT_ENUM:
+    case LH_OPT_APP: snprintf(lh_opt_str(cfg, o), o->size, "%s", o->def_str); break;
     case LH_OPT_LIST:
       *lh_opt_count(cfg, o) = 0; /* every list defaults to empty */
       break;
@@ -436,6 +465,175 @@ static int lh_file_list(lua_State *L, lh_config_t *cfg, const lh_opt_t *o, const
   return 0;
 }
 
+/* ---- the application's section ----------------------------------------------------------- */
+
+/* 1 for a top-level key of the application's section: [a-z][a-z0-9_]*, so that LUAHOST_APP_<KEY>
+ * can name it. */
+static int lh_app_key_ok(const char *k, size_t len) {
+  if (len == 0 || len > LH_APP_MAX_KEY || !(k[0] >= 'a' && k[0] <= 'z'))
+    return 0;
+  for (size_t i = 1; i < len; i++)
+    if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
+      return 0;
+  return 1;
+}
+
+/* Checks that the value at idx is data: strings (valid UTF-8), finite numbers, booleans and
+ * tables of them with string or positive integer keys, within the depth and key bounds. The shape
+ * of tables (a sequence or an object, not both) is checked by the JSON encoder after. */
+static int lh_app_check(lua_State *L, int idx, int depth, int *nkeys, char *why, size_t whylen) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TBOOLEAN)
+    return 0;
+  if (t == LUA_TNUMBER) {
+    if (!isfinite(lua_tonumber(L, idx))) {
+      lh_errf(why, whylen, "numbers must be finite");
+      return LH_EINVAL;
+    }
+    return 0;
+  }
+  if (t == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (!lh_utf8_valid((const unsigned char *)s, len)) {
+      lh_errf(why, whylen, "strings must be valid UTF-8");
+      return LH_EINVAL;
+    }
+    return 0;
+  }
+  if (t != LUA_TTABLE) {
+    lh_errf(why, whylen, "a %s is not data", lua_typename(L, t));
+    return LH_EINVAL;
+  }
+  if (depth > LH_APP_MAX_DEPTH) {
+    lh_errf(why, whylen, "nested deeper than %d levels", LH_APP_MAX_DEPTH);
+    return LH_EINVAL;
+  }
+  if (!lua_checkstack(L, 4)) {
+    lh_errf(why, whylen, "Lua stack exhausted");
+    return LH_EINVAL;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int kt = lua_type(L, -2);
+    if (++*nkeys > LH_APP_MAX_KEYS) {
+      lua_pop(L, 2);
+      lh_errf(why, whylen, "more than %d keys", LH_APP_MAX_KEYS);
+      return LH_EINVAL;
+    }
+    size_t klen = 0;
+    const char *k = kt == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+    if (depth == 1 && !(k && lh_app_key_ok(k, klen))) {
+      lua_pop(L, 2);
+      lh_errf(why, whylen,
+              "its keys must be names like admin_username ([a-z][a-z0-9_]*, at most "
+              "%d bytes)",
+              LH_APP_MAX_KEY);
+      return LH_EINVAL;
+    }
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER) {
+      lua_pop(L, 2);
+      lh_errf(why, whylen, "keys must be strings or list indexes");
+      return LH_EINVAL;
+    }
+    int rc = lh_app_check(L, lua_gettop(L), depth + 1, nkeys, why, whylen);
+    if (rc < 0) {
+      char at[96];
+      if (k) {
+        lh_quote(k, klen, at, sizeof at);
+      } else {
+        snprintf(at, sizeof at, "%.17g", lua_tonumber(L, -2));
+      }
+      size_t n = strlen(why);
+      snprintf(why + n, whylen - n, " (at key %s)", at);
+      lua_pop(L, 2);
+      return rc;
+    }
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* Stores the table at idx, once checked, as the application's JSON. */
+static int lh_app_store(lua_State *L, int idx, lh_config_t *cfg, const lh_opt_t *o,
+                        const char *where, char *err, size_t errlen) {
+  char why[256];
+  int nkeys = 0;
+  if (lh_app_check(L, idx, 1, &nkeys, why, sizeof why) < 0) {
+    lh_errf(err, errlen, "%s: %s", where, why);
+    return LH_EINVAL;
+  }
+  lh_buf_t out;
+  lh_buf_init(&out);
+  int rc = lh_json_encode(L, idx, &out, why, sizeof why);
+  if (rc == 0 && out.failed)
+    rc = LH_ENOMEM;
+  if (rc == 0 && out.len >= o->size) {
+    lh_errf(why, sizeof why, "longer than %zu bytes as JSON", o->size - 1);
+    rc = LH_ELIMIT;
+  }
+  if (rc == 0) {
+    /* An empty table is encoded as {}: the section is always an object. */
+    memcpy(lh_opt_str(cfg, o), out.data, out.len);
+    lh_opt_str(cfg, o)[out.len] = '\0';
+  } else {
+    lh_errf(err, errlen, "%s: %s", where, rc == LH_ENOMEM ? "out of memory" : why);
+  }
+  lh_buf_free(&out);
+  return rc < 0 ? LH_EINVAL : 0;
+}
+
+static int lh_file_app(lua_State *L, lh_config_t *cfg, const lh_opt_t *o, const char *where,
+                       char *err, size_t errlen) {
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    char got[128];
+    lh_lua_got(L, -1, got, sizeof got);
+    return lh_bad_value(o, where, got, err, errlen);
+  }
+  /* {} and [] are both an empty section; a non-empty sequence is not a section of names. */
+  return lh_app_store(L, lua_gettop(L), cfg, o, where, err, errlen);
+}
+
+/* Moves the legacy top-level keys of the file's table (at idx) into its `app` table, so they are
+ * read like any other application setting. A key given both ways is an error. */
+static int lh_file_legacy(lua_State *L, int idx, const char *path, char *err, size_t errlen) {
+  for (size_t i = 0; i < LH_ARRAY_SIZE(lh_legacy_app); i++) {
+    const char *name = lh_legacy_app[i].name;
+    lua_getfield(L, idx, name);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_getfield(L, idx, "app");
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, idx, "app");
+    } else if (lua_type(L, -1) != LUA_TTABLE) {
+      lua_pop(L, 2);
+      continue; /* lh_file_app reports the bad section */
+    }
+    lua_getfield(L, -1, name);
+    int both = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (both) {
+      lua_pop(L, 2);
+      lh_errf(err, errlen, "%s: %s is given both at the top level and in app: keep app.%s", path,
+              name, name);
+      return LH_EINVAL;
+    }
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, name); /* app[name] = value */
+    lua_pop(L, 2);
+    lua_pushnil(L);
+    lua_setfield(L, idx, name);
+    lh_log(LH_LOG_WARN, "%s: the top-level option %s is deprecated: it is now app.%s", path, name,
+           name);
+  }
+  return 0;
+}
+
 /* Applies the value on top of the stack to option o. */
 static int lh_file_value(lua_State *L, lh_config_t *cfg, const lh_opt_t *o, const char *where,
                          char *err, size_t errlen) {
@@ -466,6 +664,7 @@ static int lh_file_value(lua_State *L, lh_config_t *cfg, const lh_opt_t *o, cons
     return lh_set_str(cfg, o, s, len, where, err, errlen);
   }
   case LH_OPT_LIST: return lh_file_list(L, cfg, o, where, err, errlen);
+  case LH_OPT_APP: return lh_file_app(L, cfg, o, where, err, errlen);
   }
   return LH_EINVAL;
 }
@@ -538,7 +737,9 @@ static int lh_config_file(lh_config_t *cfg, const char *path, char *err, size_t 
     rc = LH_EINVAL;
     goto done;
   }
-  rc = lh_file_table(L, cfg, path, err, errlen);
+  rc = lh_file_legacy(L, lua_gettop(L), path, err, errlen);
+  if (rc == 0)
+    rc = lh_file_table(L, cfg, path, err, errlen);
 done:
   lua_close(L);
   return rc;
@@ -609,6 +810,7 @@ static int lh_env_value(lh_config_t *cfg, const lh_opt_t *o, const char *s, cons
   case LH_OPT_STR:
   case LH_OPT_ENUM: return lh_set_str(cfg, o, s, strlen(s), where, err, errlen);
   case LH_OPT_LIST: return lh_env_list(cfg, o, s, where, err, errlen);
+  case LH_OPT_APP: break; /* set key by key: lh_config_app_env */
   }
   return LH_EINVAL;
 }
@@ -616,6 +818,8 @@ static int lh_env_value(lh_config_t *cfg, const lh_opt_t *o, const char *s, cons
 static int lh_config_env(lh_config_t *cfg, char *err, size_t errlen) {
   for (size_t i = 0; i < LH_ARRAY_SIZE(lh_options); i++) {
     const lh_opt_t *o = &lh_options[i];
+    if (o->type == LH_OPT_APP)
+      continue;
     char var[64] = "LUAHOST_";
     size_t pos = strlen(var);
     for (const char *p = o->name; *p && pos + 1 < sizeof var; p++)
@@ -629,6 +833,112 @@ static int lh_config_env(lh_config_t *cfg, char *err, size_t errlen) {
       return rc;
   }
   return 0;
+}
+
+/* Sets app[key] from an environment variable's text. kind: the legacy key's type, or -1 for
+ * LUAHOST_APP_<KEY>, which takes the type of the value the file gave that key (a string when it
+ * gave none). The app table is on top of the stack. */
+static int lh_app_env_set(lua_State *L, const char *key, int kind, const char *value,
+                          const char *var, char *err, size_t errlen) {
+  char got[96];
+  lh_quote(value, strlen(value), got, sizeof got);
+  lua_getfield(L, -1, key);
+  int t = lua_type(L, -1);
+  lua_pop(L, 1);
+  if (kind == LH_APP_NUMBER || (kind < 0 && t == LUA_TNUMBER)) {
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(value, &end);
+    if (errno != 0 || end == value || *end != '\0' || isspace((unsigned char)*value) ||
+        !isfinite(d)) {
+      lh_errf(err, errlen, "%s: must be a number, got %s", var, got);
+      return LH_EINVAL;
+    }
+    lua_pushnumber(L, d);
+  } else if (kind < 0 && t == LUA_TBOOLEAN) {
+    int b;
+    if (lh_parse_bool(value, &b) < 0) {
+      lh_errf(err, errlen, "%s: must be a boolean (true/false, 1/0, yes/no, on/off), got %s", var,
+              got);
+      return LH_EINVAL;
+    }
+    lua_pushboolean(L, b);
+  } else if (kind < 0 && t == LUA_TTABLE) {
+    lh_errf(err, errlen, "%s: app.%s is a table in the config file: set it there", var, key);
+    return LH_EINVAL;
+  } else {
+    if (!lh_utf8_valid((const unsigned char *)value, strlen(value))) {
+      lh_errf(err, errlen, "%s: must be valid UTF-8", var);
+      return LH_EINVAL;
+    }
+    lua_pushstring(L, value);
+  }
+  lua_setfield(L, -2, key);
+  return 0;
+}
+
+extern char **environ;
+
+/* Applies the legacy variables, then LUAHOST_APP_<KEY>, to the application's section. */
+static int lh_config_app_env(lh_config_t *cfg, char *err, size_t errlen) {
+  static const char prefix[] = "LUAHOST_APP_";
+  int any = 0;
+  char var[96];
+  for (size_t i = 0; i < LH_ARRAY_SIZE(lh_legacy_app) && !any; i++) {
+    snprintf(var, sizeof var, "LUAHOST_%s", lh_legacy_app[i].name);
+    for (char *p = var; *p; p++)
+      *p = (char)toupper((unsigned char)*p);
+    any = getenv(var) != NULL;
+  }
+  for (char **e = environ; e && *e && !any; e++)
+    any = strncmp(*e, prefix, sizeof prefix - 1) == 0;
+  if (!any)
+    return 0;
+  const lh_opt_t *o = lh_opt_find("app", 3);
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    lh_errf(err, errlen, "app: cannot create a Lua state");
+    return LH_ENOMEM;
+  }
+  char why[256];
+  int rc = lh_json_decode(L, cfg->app_json, strlen(cfg->app_json), why, sizeof why);
+  if (rc != 0)
+    lh_errf(err, errlen, "app: %s", why);
+  for (size_t i = 0; rc == 0 && i < LH_ARRAY_SIZE(lh_legacy_app); i++) {
+    snprintf(var, sizeof var, "LUAHOST_%s", lh_legacy_app[i].name);
+    for (char *p = var; *p; p++)
+      *p = (char)toupper((unsigned char)*p);
+    const char *value = getenv(var);
+    if (value)
+      rc = lh_app_env_set(L, lh_legacy_app[i].name, (int)lh_legacy_app[i].kind, value, var, err,
+                          errlen);
+  }
+  for (char **e = environ; rc == 0 && e && *e; e++) {
+    if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
+      continue;
+    const char *eq = strchr(*e, '=');
+    size_t klen = eq ? (size_t)(eq - *e) - (sizeof prefix - 1) : 0;
+    char key[LH_APP_MAX_KEY + 1];
+    int ok = eq && klen > 0 && klen <= LH_APP_MAX_KEY;
+    for (size_t k = 0; ok && k < klen; k++)
+      key[k] = (char)tolower((unsigned char)(*e)[sizeof prefix - 1 + k]);
+    if (ok) {
+      key[klen] = '\0';
+      ok = lh_app_key_ok(key, klen);
+    }
+    snprintf(var, sizeof var, "%.*s", eq ? (int)(eq - *e) : 60, *e);
+    if (!ok) {
+      lh_errf(err, errlen, "%s: the key after LUAHOST_APP_ must be a name like ADMIN_USERNAME",
+              var);
+      rc = LH_EINVAL;
+      break;
+    }
+    rc = lh_app_env_set(L, key, -1, eq + 1, var, err, errlen);
+  }
+  if (rc == 0)
+    rc = lh_app_store(L, lua_gettop(L), cfg, o, "app (from the environment)", err, errlen);
+  lua_close(L);
+  return rc < 0 ? LH_EINVAL : 0;
 }
 
 /* ---- loading ----------------------------------------------------------------------------- */
@@ -656,7 +966,8 @@ int lh_config_load(lh_config_t *cfg, const char *path, char *err, size_t errlen)
       return LH_EINVAL;
     snprintf(cfg->source, sizeof cfg->source, "%s", path);
   }
-  return lh_config_env(cfg, err, errlen);
+  int rc = lh_config_env(cfg, err, errlen);
+  return rc == 0 ? lh_config_app_env(cfg, err, errlen) : rc;
 }
 
 int lh_config_check_secrets(const lh_config_t *cfg, char *err, size_t errlen) {
@@ -682,7 +993,8 @@ static int lh_opt_equal(const lh_config_t *a, const lh_config_t *b, const lh_opt
   case LH_OPT_INT:
   case LH_OPT_BOOL: return *(const int *)pa == *(const int *)pb;
   case LH_OPT_STR:
-  case LH_OPT_ENUM: return strcmp(pa, pb) == 0;
+  case LH_OPT_ENUM:
+  case LH_OPT_APP: return strcmp(pa, pb) == 0;
   case LH_OPT_LIST: {
     int na = *(const int *)((const char *)a + o->count_off);
     int nb = *(const int *)((const char *)b + o->count_off);

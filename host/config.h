@@ -1,13 +1,19 @@
 /* config.h: luahost's configuration: one struct, filled from built-in defaults, then the config
  * file (a Lua table, config/luahost.conf or $LUAHOST_CONFIG), then LUAHOST_<OPTION> environment
- * variables. Every option is described once, in the table in config.c, which also validates it;
- * a bad value fails start-up with a message naming the option and where it came from. */
+ * variables. It holds the host's concerns and each binding's own; the application's settings are
+ * one JSON object (app_json) that the host only checks to be data. Every option is described once,
+ * in the table in config.c, which also validates it; a bad value fails start-up with a message
+ * naming the option and where it came from. */
 #ifndef LH_CONFIG_H
 #define LH_CONFIG_H
 
 #include <stddef.h>
 
 #define LH_MAX_LIST 16
+/* The application's section as JSON text, NUL included. */
+#define LH_APP_JSON_MAX 16384
+/* Nesting allowed inside the application's section (the section itself is level 1). */
+#define LH_APP_MAX_DEPTH 8
 
 typedef struct lh_config_s {
   /* server */
@@ -36,11 +42,9 @@ typedef struct lh_config_s {
   /* job pools */
   int db_threads, db_queue;
   int hash_threads, hash_queue;
-  int test_pool_threads, test_pool_queue; /* a "test" pool, only when test_pool_threads > 0 */
   /* database */
   char mongodb_uri[1024];
   char db[128];
-  char users_collection[128];
   int db_timeout_ms; /* server selection, socket, wait queue; maxTimeMS on queries */
   /* passwords */
   char password_scheme[16]; /* argon2id | bcrypt */
@@ -53,15 +57,16 @@ typedef struct lh_config_s {
   char jwt_issuer[256];
   char jwt_audience[256];
   int token_ttl; /* seconds */
-  /* user service */
-  char admin_username[128];
-  char admin_password[256];
-  int admin_userage;
-  int login_max_per_pair, login_max_per_user, login_max_per_addr, login_window_s;
+  /* proxies and CORS */
   char trusted_proxies[LH_MAX_LIST][64];
   int n_trusted_proxies;
   char cors_origins[LH_MAX_LIST][256];
   int n_cors_origins;
+  /* The application's own settings: the `app = { ... }` table of the config file, the legacy
+   * LUAHOST_<NAME> variables listed in config.c and LUAHOST_APP_<KEY>, as a JSON object ("{}"
+   * when absent). The host only checks that it is data; the scripts read it (luahost.config.app)
+   * and give its keys their meaning, defaults and ranges. */
+  char app_json[LH_APP_JSON_MAX];
   /* where each value came from, for messages */
   char source[1024];
 } lh_config_t;

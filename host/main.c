@@ -17,6 +17,7 @@
 #include "log.h"
 #include "register.h"
 #include "server.h"
+#include "test_pool.h"
 #include "vm.h"
 
 static int usage(void) {
@@ -87,9 +88,8 @@ static int create_pools(const lh_config_t *cfg, char *err, size_t errlen) {
   int rc = create_pool("db", cfg->db_threads, cfg->db_queue, err, errlen);
   if (rc == 0)
     rc = create_pool("hash", cfg->hash_threads, cfg->hash_queue, err, errlen);
-  if (rc == 0 && cfg->test_pool_threads > 0)
-    rc = create_pool("test", cfg->test_pool_threads,
-                     cfg->test_pool_queue > 0 ? cfg->test_pool_queue : 1, err, errlen);
+  if (rc == 0)
+    rc = lh_test_pool_create(err, errlen); /* test-only: see test_pool.h */
   return rc;
 }
 

@@ -184,17 +184,21 @@ static void push_config(lua_State *L, const lh_config_t *c) {
   lua_newtable(L); /* values */
 #define LH_CFG_STR(k) (lua_pushstring(L, c->k), lua_setfield(L, -2, #k))
 #define LH_CFG_INT(k) (lua_pushinteger(L, c->k), lua_setfield(L, -2, #k))
-  LH_CFG_STR(users_collection);
+  /* The application's section (config.h: app_json) as `app`, and, until the scripts read it
+   * from there, its top-level keys beside the host's. */
+  char jerr[128];
+  if (lh_json_decode(L, c->app_json, strlen(c->app_json), jerr, sizeof(jerr)) != 0)
+    lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_settable(L, -5);
+  }
+  lua_setfield(L, -2, "app");
   LH_CFG_STR(db);
   LH_CFG_STR(password_scheme);
-  LH_CFG_STR(admin_username);
-  LH_CFG_STR(admin_password);
-  LH_CFG_INT(admin_userage);
   LH_CFG_INT(token_ttl);
-  LH_CFG_INT(login_max_per_pair);
-  LH_CFG_INT(login_max_per_user);
-  LH_CFG_INT(login_max_per_addr);
-  LH_CFG_INT(login_window_s);
 #undef LH_CFG_STR
 #undef LH_CFG_INT
   lua_pushboolean(L, c->dev);

@@ -89,11 +89,8 @@ static void test_defaults(void) {
   LH_CHECK_INT(c.db_queue, 256);
   LH_CHECK_INT(c.hash_threads, 2);
   LH_CHECK_INT(c.hash_queue, 64);
-  LH_CHECK_INT(c.test_pool_threads, 0);
-  LH_CHECK_INT(c.test_pool_queue, 0);
   LH_CHECK_STR(c.mongodb_uri, "mongodb://127.0.0.1:27017");
   LH_CHECK_STR(c.db, "mydatabase");
-  LH_CHECK_STR(c.users_collection, "users");
   LH_CHECK_INT(c.db_timeout_ms, 5000);
   LH_CHECK_STR(c.password_scheme, "argon2id");
   LH_CHECK_INT(c.argon2_t, 2);
@@ -104,13 +101,7 @@ static void test_defaults(void) {
   LH_CHECK_STR(c.jwt_issuer, "");
   LH_CHECK_STR(c.jwt_audience, "");
   LH_CHECK_INT(c.token_ttl, 1800);
-  LH_CHECK_STR(c.admin_username, "");
-  LH_CHECK_STR(c.admin_password, "");
-  LH_CHECK_INT(c.admin_userage, 0);
-  LH_CHECK_INT(c.login_max_per_pair, 5);
-  LH_CHECK_INT(c.login_max_per_user, 20);
-  LH_CHECK_INT(c.login_max_per_addr, 100);
-  LH_CHECK_INT(c.login_window_s, 900);
+  LH_CHECK_STR(c.app_json, "{}"); /* the application's defaults are the scripts' business */
   LH_CHECK_INT(c.n_trusted_proxies, 0);
   LH_CHECK_INT(c.n_cors_origins, 0);
   LH_CHECK_STR(c.source, "defaults");
@@ -155,7 +146,96 @@ static void test_file_values(void) {
   LH_CHECK(contains(c.source, "t.conf"));
   /* Options the file does not name keep their defaults. */
   LH_CHECK_INT(c.db_threads, 8);
-  LH_CHECK_STR(c.users_collection, "users");
+  LH_CHECK_STR(c.app_json, "{}");
+}
+
+static void count_change(const char *name, int reloadable, void *ud);
+
+/* The application's section: data only, kept as JSON; the legacy names land in it. */
+static void test_app_section(void) {
+  lh_config_t c;
+  char err[512] = "";
+  clear_env();
+  int rc = load_text(&c,
+                     "return { app = { users_collection = 'members', limits = { 1, 2.5 },\n"
+                     "  nested = { on = true, name = 'caf\xc3\xa9' }, empty = {} } }\n",
+                     err, sizeof err);
+  LH_CHECK_INT(rc, 0);
+  if (rc)
+    fprintf(stderr, "  %s\n", err);
+  LH_CHECK_STR(c.app_json, "{\"empty\":{},\"limits\":[1,2.5],\"nested\":{\"name\":\"caf\xc3\xa9\","
+                           "\"on\":true},\"users_collection\":\"members\"}");
+  /* A legacy top-level key is app.<key> (deprecated, logged). */
+  rc = load_text(&c, "return { admin_username = 'root', admin_userage = 40 }", err, sizeof err);
+  LH_CHECK_INT(rc, 0);
+  LH_CHECK_STR(c.app_json, "{\"admin_userage\":40,\"admin_username\":\"root\"}");
+  rc = load_text(&c, "return { login_window_s = 60, app = { login_window_s = 30 } }", err,
+                 sizeof err);
+  LH_CHECK_INT(rc, LH_EINVAL);
+  LH_CHECK(contains(err, "login_window_s is given both at the top level and in app"));
+  /* The legacy variables keep their names and types; LUAHOST_APP_<KEY> takes the file's type. */
+  setenv("LUAHOST_LOGIN_MAX_PER_PAIR", "7", 1);
+  setenv("LUAHOST_ADMIN_PASSWORD", "12345", 1);
+  setenv("LUAHOST_APP_FLAG", "off", 1);
+  setenv("LUAHOST_APP_RATIO", "0.5", 1);
+  setenv("LUAHOST_APP_NEW_KEY", "42", 1);
+  rc = load_text(&c, "return { app = { flag = true, ratio = 1 } }", err, sizeof err);
+  LH_CHECK_INT(rc, 0);
+  if (rc)
+    fprintf(stderr, "  %s\n", err);
+  LH_CHECK_STR(c.app_json, "{\"admin_password\":\"12345\",\"flag\":false,\"login_max_per_pair\":7,"
+                           "\"new_key\":\"42\",\"ratio\":0.5}");
+  clear_env();
+  setenv("LUAHOST_LOGIN_WINDOW_S", "soon", 1);
+  LH_CHECK_INT(lh_config_load(&c, "", err, sizeof err), LH_EINVAL);
+  LH_CHECK_STR(err, "LUAHOST_LOGIN_WINDOW_S: must be a number, got 'soon'");
+  clear_env();
+  setenv("LUAHOST_APP_FLAG", "maybe", 1);
+  LH_CHECK_INT(load_text(&c, "return { app = { flag = true } }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "LUAHOST_APP_FLAG: must be a boolean"));
+  clear_env();
+  setenv("LUAHOST_APP_", "x", 1);
+  LH_CHECK_INT(lh_config_load(&c, "", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "LUAHOST_APP_: the key after LUAHOST_APP_ must be a name"));
+  clear_env();
+  /* Only data: no functions, no invalid UTF-8, no odd keys, bounded depth. */
+  LH_CHECK_INT(load_text(&c, "return { app = { f = function() end } }", err, sizeof err),
+               LH_EINVAL);
+  LH_CHECK(contains(err, "app: a function is not data (at key 'f')"));
+  LH_CHECK_INT(load_text(&c, "return { app = { s = '\xff' } }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "strings must be valid UTF-8 (at key 's')"));
+  LH_CHECK_INT(load_text(&c, "return { app = { ['Bad-Key'] = 1 } }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "its keys must be names"));
+  LH_CHECK_INT(load_text(&c,
+                         "return { app = { a = { b = { c = { d = { e = { f = { g = { h = {} "
+                         "} } } } } } } } }",
+                         err, sizeof err),
+               LH_EINVAL);
+  LH_CHECK(contains(err, "nested deeper than 8 levels"));
+  LH_CHECK_INT(load_text(&c, "return { app = { m = { 1, x = 2 } } }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "app: "));
+  LH_CHECK_INT(load_text(&c, "return { app = 'x' }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "app: must be a table of strings, numbers, booleans and tables"));
+  LH_CHECK_INT(load_text(&c, "return { app = { n = 0/0 } }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "numbers must be finite"));
+  /* Too large as JSON. */
+  LH_CHECK_INT(
+      load_text(&c,
+                "local s = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'"
+                " s = s .. s s = s .. s s = s .. s s = s .. s s = s .. s s = s .. s "
+                "s = s .. s s = s .. s return { app = { big = s } }",
+                err, sizeof err),
+      LH_EINVAL);
+  LH_CHECK(contains(err, "longer than 16383 bytes as JSON"));
+  /* A changed section is a reloadable change named "app". */
+  lh_config_t a, b;
+  lh_config_defaults(&a);
+  lh_config_defaults(&b);
+  snprintf(b.app_json, sizeof b.app_json, "{\"x\":1}");
+  int changes = 0;
+  LH_CHECK_INT(lh_config_diff(&a, &b, count_change, &changes), 0);
+  LH_CHECK_INT(changes, 1);
+  LH_CHECK_INT(lh_config_is_reloadable("app"), 1);
 }
 
 static void test_env_overrides_file(void) {
@@ -461,6 +541,13 @@ static void test_shipped_file_is_defaults(void) {
     fprintf(stderr, "  %s\n", err);
   LH_CHECK_INT(rc, 0);
   lh_config_defaults(&defaults);
+  /* The host's options match the built-in defaults; the application's section documents the
+   * user service's settings with the values its scripts default to. */
+  LH_CHECK_STR(shipped.app_json,
+               "{\"admin_password\":\"\",\"admin_userage\":0,\"admin_username\":\"\","
+               "\"login_max_per_addr\":100,\"login_max_per_pair\":5,\"login_max_per_user\":20,"
+               "\"login_window_s\":900,\"users_collection\":\"users\"}");
+  snprintf(defaults.app_json, sizeof defaults.app_json, "%s", shipped.app_json);
   int changes = 0;
   LH_CHECK_INT(lh_config_diff(&defaults, &shipped, count_change, &changes), 0);
   LH_CHECK_INT(changes, 0);
@@ -474,8 +561,8 @@ static void test_shipped_file_is_defaults(void) {
   text[n] = '\0';
   fclose(f);
   static const char *const some[] = {
-      "LUAHOST_LISTEN", "LUAHOST_MONGODB_URI",  "LUAHOST_DB",      "LUAHOST_TOKEN_TTL",
-      "LUAHOST_DEV",    "LUAHOST_CORS_ORIGINS", "login_window_s ="};
+      "LUAHOST_LISTEN", "LUAHOST_MONGODB_URI",  "LUAHOST_DB",       "LUAHOST_TOKEN_TTL",
+      "LUAHOST_DEV",    "LUAHOST_CORS_ORIGINS", "login_window_s =", "LUAHOST_APP_"};
   for (size_t i = 0; i < LH_ARRAY_SIZE(some); i++)
     LH_CHECK(contains(text, some[i]));
 }
@@ -522,6 +609,7 @@ int main(void) {
   LH_RUN(test_defaults);
   LH_RUN(test_file_values);
   LH_RUN(test_env_overrides_file);
+  LH_RUN(test_app_section);
   LH_RUN(test_env_bools_and_ints);
   LH_RUN(test_env_errors);
   LH_RUN(test_listen_validation);
