@@ -5,6 +5,7 @@
  * Invariant: whenever data is not NULL it holds len bytes followed by a NUL terminator that is not
  * counted in len, so the content can be used as a C string when it contains no NUL itself. */
 #include "buf.h"
+#include "utf8.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -157,36 +158,6 @@ static const unsigned char lh_json_class[256] = {
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
 };
 
-/* Returns the length of the well-formed UTF-8 sequence at p (2 to 4), or 0 when the bytes are
- * not one: stray continuation bytes, overlong forms, UTF-16 surrogates, code points above
- * U+10FFFF and truncated sequences are all rejected, as RFC 3629 requires. */
-static size_t lh_utf8_seq_len(const unsigned char *p, const unsigned char *end) {
-  unsigned c = p[0];
-  size_t avail = (size_t)(end - p);
-  if (c >= 0xC2 && c <= 0xDF) {
-    return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-  }
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (avail < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
-      return 0;
-    if (c == 0xE0 && p[1] < 0xA0) /* overlong */
-      return 0;
-    if (c == 0xED && p[1] >= 0xA0) /* surrogate */
-      return 0;
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-      return 0;
-    if (c == 0xF0 && p[1] < 0x90) /* overlong */
-      return 0;
-    if (c == 0xF4 && p[1] >= 0x90) /* above U+10FFFF */
-      return 0;
-    return 4;
-  }
-  return 0;
-}
-
 /* Appends the escape for one ASCII byte of class 1. */
 static void lh_json_put_escape(lh_buf_t *b, unsigned char c) {
   static const char hex[] = "0123456789abcdef";
@@ -233,7 +204,7 @@ int lh_buf_put_json_string(lh_buf_t *b, const char *s, size_t n) {
     }
     size_t seq = 0;
     if (cls == 2) {
-      seq = lh_utf8_seq_len(p, end);
+      seq = lh_utf8_seq_len(p, (size_t)(end - p));
       /* U+2028 and U+2029 are valid JSON but end a line in JavaScript; escape them so the output
        * is safe to embed in a script. */
       int is_sep = seq == 3 && p[0] == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9);

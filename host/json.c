@@ -23,9 +23,6 @@
 static const char lh_json_array_mt_key = 0;
 static const char lh_json_module_key = 0;
 
-/* The largest magnitude a Lua number (a double) holds exactly for every integer up to it. */
-#define LH_JSON_MAX_SAFE_INT 9007199254740991LL
-
 /* Once the encoder has this many Lua stack slots in use it stops keeping object values on the
  * stack and looks them up again by key instead; LuaJIT allows LUAI_MAXCSTACK (8000) slots per C
  * call, and deeper levels still need a few slots each. */
@@ -141,11 +138,11 @@ static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, si
   case JSON_STRING: lua_pushlstring(L, json_string_value(v), json_string_length(v)); return 0;
   case JSON_INTEGER: {
     json_int_t i = json_integer_value(v);
-    if (i > LH_JSON_MAX_SAFE_INT || i < -LH_JSON_MAX_SAFE_INT) {
+    if (i > LH_MAX_SAFE_INT || i < -LH_MAX_SAFE_INT) {
       snprintf(err, errlen,
                "invalid JSON: integer %lld is outside the exactly representable range "
-               "(-9007199254740991 to 9007199254740991)",
-               (long long)i);
+               "(-%lld to %lld)",
+               (long long)i, LH_MAX_SAFE_INT, LH_MAX_SAFE_INT);
       return LH_EINVAL;
     }
     lua_pushnumber(L, (lua_Number)i);
@@ -204,7 +201,6 @@ typedef struct {
 typedef struct {
   lua_State *L;
   lh_buf_t *out;
-  int mt_idx;
   /* Object entries of every level being encoded, as one stack: a level uses [base, n). */
   lh_json_entry_t *ents;
   size_t n, cap;
@@ -386,12 +382,9 @@ static int lh_json_encode_table(lh_json_enc_t *c, int idx, int depth) {
     return lh_json_fail(c, "nesting too deep or cyclic (more than %s levels)", "64");
   if (!lua_checkstack(L, 8))
     return lh_json_fail(c, "%s", "Lua stack exhausted");
-  if (lua_getmetatable(L, idx)) {
-    int is_array = lua_rawequal(L, -1, c->mt_idx);
-    lua_pop(L, 1);
-    if (is_array)
-      return lh_json_encode_array(c, idx, lua_objlen(L, idx), depth);
-  }
+  size_t alen;
+  if (lh_lua_is_array(L, idx, &alen))
+    return lh_json_encode_array(c, idx, alen, depth);
   int base = lua_gettop(L);
   size_t ebase = c->n;
   size_t nnum = 0;
@@ -488,8 +481,6 @@ int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errle
     snprintf(err, errlen, "Lua stack exhausted");
     return LH_EINVAL;
   }
-  lh_json_push_array_mt(L);
-  c.mt_idx = lua_gettop(L);
   int rc = lh_json_encode_value(&c, idx, 0);
   free(c.ents);
   lua_settop(L, base);
@@ -509,46 +500,6 @@ int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errle
 
 /* ---------------------------------------------------------------------------------------------
  * Form and query-string decoding */
-
-/* Returns 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or code points
- * above U+10FFFF). */
-int lh_utf8_valid(const unsigned char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = s[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0)
-        lo = 0xA0;
-      else if (c == 0xED)
-        hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0)
-        lo = 0x90;
-      else if (c == 0xF4)
-        hi = 0x8F;
-    } else {
-      return 0;
-    }
-    if (n - i < len || s[i + 1] < lo || s[i + 1] > hi)
-      return 0;
-    for (size_t k = 2; k < len; k++) {
-      if ((s[i + k] & 0xC0) != 0x80)
-        return 0;
-    }
-    i += len;
-  }
-  return 1;
-}
 
 /* Decodes one name or value of src[0..n) into dst (at most n bytes). Returns the decoded length,
  * or -1 for an invalid %-escape, -2 for a NUL byte. */
@@ -746,6 +697,52 @@ static int lh_json_l_is_array(lua_State *L) {
   return 1;
 }
 
+int lh_lua_is_array(lua_State *L, int idx, size_t *n) {
+  *n = lua_objlen(L, idx);
+  if (lua_getmetatable(L, idx)) {
+    lh_json_push_array_mt(L);
+    int marked = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (marked)
+      return 1;
+  }
+  /* One pass: every key a positive integer, and the largest equals the count. */
+  size_t count = 0;
+  lua_Number max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    lua_Number k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    if (k < 1 || k != floor(k)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    count++;
+    if (k > max)
+      max = k;
+  }
+  *n = count;
+  return count > 0 && max == (lua_Number)count;
+}
+
+static int lh_json_l_utf8_valid(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_pushboolean(L, lh_utf8_valid((const unsigned char *)s, len));
+  return 1;
+}
+
+static int lh_json_l_utf8_len(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  size_t n = lh_utf8_count((const unsigned char *)s, len);
+  if (n == (size_t)-1)
+    lua_pushnil(L);
+  else
+    lua_pushnumber(L, (lua_Number)n);
+  return 1;
+}
+
 int luaopen_luahost_json(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&lh_json_module_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
@@ -772,6 +769,12 @@ int luaopen_luahost_json(lua_State *L) {
   lua_setfield(L, -2, "is_array");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
+  lua_pushcfunction(L, lh_json_l_utf8_valid);
+  lua_setfield(L, -2, "utf8_valid");
+  lua_pushcfunction(L, lh_json_l_utf8_len);
+  lua_setfield(L, -2, "utf8_len");
+  lua_pushnumber(L, (lua_Number)LH_MAX_SAFE_INT);
+  lua_setfield(L, -2, "max_safe_integer");
 
   lua_pushlightuserdata(L, (void *)&lh_json_module_key);
   lua_pushvalue(L, -2);

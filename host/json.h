@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <lua.h>
 #include "buf.h"
+#include "utf8.h" /* lh_utf8_valid, used with the codec */
 
 #define LH_JSON_MAX_DEPTH 64
 
@@ -27,6 +28,10 @@ int lh_json_decode(lua_State *L, const char *buf, size_t len, char *err, size_t 
  * returns LH_EINVAL (out may hold a partial encoding; the caller discards it). */
 int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errlen);
 
+/* The array rule, for JSON and BSON alike: 1 when the table at idx is an array, i.e. it carries
+ * the array metatable, or it is non-empty and its keys are exactly the integers 1..n; *n is then
+ * the element count (#t for a marked table). Any other table is an object. */
+int lh_lua_is_array(lua_State *L, int idx, size_t *n);
 /* Pushes the array metatable (creating it once per state). */
 void lh_json_push_array_mt(lua_State *L);
 /* Decodes a form body or a query string into a table of name -> string. '+' is a space; %XX
@@ -35,14 +40,12 @@ void lh_json_push_array_mt(lua_State *L);
  * returns 0, or writes err and returns LH_EINVAL. */
 int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen);
 
-/* 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points
- * above U+10FFFF; a one-byte NUL is allowed). */
-int lh_utf8_valid(const unsigned char *s, size_t n);
-
 /* The Lua function behind json.form_decode (also luahost.form_decode). */
 int lh_json_l_form_decode(lua_State *L);
 
-/* Module table for `require "luahost.json"`: encode, decode, null, array(t), is_array(t). */
+/* Module table for `require "luahost.json"`: encode, decode, null, array(t), is_array(t),
+ * form_decode, utf8_valid(s) -> boolean, utf8_len(s) -> code points | nil (the one UTF-8
+ * validator, utf8.h) and max_safe_integer (LH_MAX_SAFE_INT). */
 int luaopen_luahost_json(lua_State *L);
 
 #endif

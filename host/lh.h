@@ -20,6 +20,12 @@ enum {
 
 const char *lh_strerror(int err);
 
+/* The largest integer every number path treats as an integer: 2^53 - 1, the last one a double
+ * (a Lua number) holds exactly with its neighbours (JavaScript's Number.MAX_SAFE_INTEGER). The
+ * JSON decoder refuses integers beyond it, BSON stores larger whole numbers as doubles, JWT
+ * refuses them as integer claims, and scripts read it as json.max_safe_integer. */
+#define LH_MAX_SAFE_INT 9007199254740991LL
+
 #define LH_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define LH_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -1,9 +1,11 @@
-/* log.c: leveled logging to stderr as JSON lines. Each line is built in a stack buffer and
- * written with a single write(2), so lines from different threads never interleave (pipes and
- * terminals keep a single write below PIPE_BUF whole; longer lines are truncated to fit). The
+/* log.c: leveled logging to stderr as JSON lines. Each line is built in one buffer and written
+ * with a single write(2), so lines from different threads never interleave (pipes keep a single
+ * write below PIPE_BUF whole; messages are truncated to LH_LOG_MSG_MAX bytes). The
  * level is a process-wide atomic set once at start-up and read on every call. */
 #include "log.h"
+#include "buf.h"
 #include "lh.h"
+#include "timefmt.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Lines longer than this are truncated: a log line that is too big to read is a bug elsewhere. */
-#define LH_LOG_LINE_MAX 4096
+/* Messages longer than this are truncated: a log line that is too big to read is a bug elsewhere.
+ */
 #define LH_LOG_MSG_MAX 2048
 
 static _Atomic int lh_log_level = LH_LOG_INFO;
@@ -60,55 +62,9 @@ static void lh_log_write(const char *p, size_t n) {
   }
 }
 
-/* Formats the current UTC time as 2026-11-25T13:00:00.123Z into out. The text is 24 bytes, but
- * callers pass a larger buffer so that -Wformat-truncation sees room for any int value. */
 void lh_log_timestamp(char *out, size_t outlen) {
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
-}
-
-/* Appends s (n bytes) to out as the inside of a JSON string. Control characters become \uXXXX
- * or their short escapes; bytes >= 0x80 pass through unchanged (messages are UTF-8 text). Stops
- * before an escape that would not fit, so the result is always valid JSON. Returns the new
- * length of out. */
-static size_t lh_log_escape(char *out, size_t pos, size_t cap, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    char esc[6];
-    size_t k = 0;
-    if (c == '"' || c == '\\') {
-      esc[k++] = '\\';
-      esc[k++] = (char)c;
-    } else if (c == '\n') {
-      esc[k++] = '\\';
-      esc[k++] = 'n';
-    } else if (c == '\r') {
-      esc[k++] = '\\';
-      esc[k++] = 'r';
-    } else if (c == '\t') {
-      esc[k++] = '\\';
-      esc[k++] = 't';
-    } else if (c < 0x20 || c == 0x7f) {
-      esc[k++] = '\\';
-      esc[k++] = 'u';
-      esc[k++] = '0';
-      esc[k++] = '0';
-      esc[k++] = hex[c >> 4];
-      esc[k++] = hex[c & 15];
-    } else {
-      esc[k++] = (char)c;
-    }
-    if (pos + k > cap)
-      break;
-    memcpy(out + pos, esc, k);
-    pos += k;
-  }
-  return pos;
+  if (lh_time_format(lh_time_now_ms(), LH_TIME_ISO8601, out, outlen) != 0 && outlen)
+    out[0] = '\0';
 }
 
 void lh_log(lh_log_level_t level, const char *fmt, ...) {
@@ -123,17 +79,22 @@ void lh_log(lh_log_level_t level, const char *fmt, ...) {
     n = 0;
   size_t msglen = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
 
-  char ts[96];
+  char ts[32];
   lh_log_timestamp(ts, sizeof ts);
-  char line[LH_LOG_LINE_MAX];
-  int head = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
-                      lh_level_names[level]);
-  /* Room is kept for the closing quote, brace and newline. */
-  size_t pos = lh_log_escape(line, (size_t)head, sizeof line - 3, msg, msglen);
-  line[pos++] = '"';
-  line[pos++] = '}';
-  line[pos++] = '\n';
-  lh_log_write(line, pos);
+  /* The one JSON string writer escapes the message: control characters are escaped and invalid
+   * UTF-8 becomes U+FFFD, so no message can make the line invalid JSON. */
+  lh_buf_t line;
+  lh_buf_init(&line);
+  lh_buf_puts(&line, "{\"ts\":\"");
+  lh_buf_puts(&line, ts);
+  lh_buf_puts(&line, "\",\"level\":\"");
+  lh_buf_puts(&line, lh_level_names[level]);
+  lh_buf_puts(&line, "\",\"msg\":");
+  lh_buf_put_json_string(&line, msg, msglen);
+  lh_buf_puts(&line, "}\n");
+  if (!line.failed)
+    lh_log_write(line.data, line.len);
+  lh_buf_free(&line);
 }
 
 void lh_log_json(lh_log_level_t level, const char *json, size_t len) {

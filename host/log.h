@@ -20,7 +20,7 @@ void lh_log(lh_log_level_t level, const char *fmt, ...) __attribute__((format(pr
 /* Writes a preformatted JSON object (without newline) as one line, if level passes. */
 void lh_log_json(lh_log_level_t level, const char *json, size_t len);
 
-/* Writes the current UTC time as 2026-11-25T13:00:00.123Z (out: at least 25 bytes). */
+/* Writes the current UTC time as 2026-11-25T13:00:00.123Z (out: at least 25 bytes; timefmt.h). */
 void lh_log_timestamp(char *out, size_t outlen);
 
 #define lh_debug(...) lh_log(LH_LOG_DEBUG, __VA_ARGS__)

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "lh.h"
+#include "timefmt.h"
 
 const char *lh_status_reason(int status) {
   switch (status) {
@@ -51,9 +52,7 @@ static __thread char date_cached[40];
 static const char *http_date(void) {
   time_t now = time(NULL);
   if (now != date_cached_at) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date_cached, sizeof(date_cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    lh_time_format((int64_t)now * 1000, LH_TIME_HTTP, date_cached, sizeof(date_cached));
     date_cached_at = now;
   }
   return date_cached;

@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "lh.h"
+#include "timefmt.h"
 
 typedef struct {
   char *pattern;
@@ -178,41 +179,8 @@ void lh_bson_push_regex(lua_State *L, const char *pattern, const char *options) 
   snprintf(re->options, sizeof re->options, "%s", options ? options : "");
 }
 
-/* Days since 1970-01-01 to a civil date (proleptic Gregorian), so formatting needs neither
- * gmtime_r's time_t range nor the locale. */
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
-  z += 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  int64_t doe = z - era * 146097;
-  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  int64_t mp = (5 * doy + 2) / 153;
-  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-  *y = yoe + era * 400 + (*m <= 2);
-}
-
 int lh_bson_format_date(int64_t ms, char *buf, size_t buflen) {
-  /* Floor division keeps dates before 1970 correct (-1 ms is 1969-12-31T23:59:59.999Z). */
-  int64_t secs = ms / 1000, msec = ms % 1000;
-  if (msec < 0) {
-    msec += 1000;
-    secs -= 1;
-  }
-  int64_t days = secs / 86400, sod = secs % 86400;
-  if (sod < 0) {
-    sod += 86400;
-    days -= 1;
-  }
-  int64_t year;
-  int month, day;
-  civil_from_days(days, &year, &month, &day);
-  if (year < 0 || year > 9999) {
-    return LH_EINVAL;
-  }
-  snprintf(buf, buflen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)year, month, day,
-           (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)msec);
-  return 0;
+  return lh_time_format(ms, LH_TIME_ISO8601, buf, buflen);
 }
 
 /* ---- Lua -> BSON --------------------------------------------------------------------------- */
@@ -224,50 +192,6 @@ static int append_value(lua_State *L, int idx, bson_t *out, const char *key, int
 static int fail(char *err, size_t errlen, const char *what, const char *key) {
   snprintf(err, errlen, "%s%s%s", what, key ? " at key " : "", key ? key : "");
   return LH_EINVAL;
-}
-
-/* 1 when the table at idx must become a BSON array: it carries the JSON array metatable, or it is
- * non-empty and its keys are exactly the integers 1..n. Sets *n to the element count. */
-static int is_array(lua_State *L, int idx, size_t *n) {
-  *n = lua_objlen(L, idx);
-  if (lua_getmetatable(L, idx)) {
-    lh_json_push_array_mt(L);
-    int marked = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (marked) {
-      return 1;
-    }
-  }
-  size_t count = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TNUMBER) {
-      lua_pop(L, 1);
-      return 0;
-    }
-    lua_Number k = lua_tonumber(L, -1);
-    if (k < 1 || k != floor(k) || k > (lua_Number)SIZE_MAX) {
-      lua_pop(L, 1);
-      return 0;
-    }
-    count++;
-  }
-  /* Every key is a positive integer: it is a sequence when the largest equals the count. */
-  if (count == 0) {
-    return 0;
-  }
-  size_t max = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1);
-    size_t k = (size_t)lua_tonumber(L, -1);
-    if (k > max) {
-      max = k;
-    }
-  }
-  *n = count;
-  return max == count;
 }
 
 static int append_array(lua_State *L, int idx, bson_t *out, const char *key, int keylen, size_t n,
@@ -292,12 +216,12 @@ static int append_array(lua_State *L, int idx, bson_t *out, const char *key, int
 }
 
 static int append_number(lua_Number d, bson_t *out, const char *key, int keylen) {
-  const lua_Number two53 = 9007199254740992.0;
+  const lua_Number safe = (lua_Number)LH_MAX_SAFE_INT;
   if (d == floor(d) && !(d == 0 && signbit(d))) {
     if (d >= INT32_MIN && d <= INT32_MAX) {
       return bson_append_int32(out, key, keylen, (int32_t)d);
     }
-    if (d >= -two53 && d <= two53) {
+    if (d >= -safe && d <= safe) {
       return bson_append_int64(out, key, keylen, (int64_t)d);
     }
   }
@@ -356,7 +280,7 @@ static int append_value(lua_State *L, int idx, bson_t *out, const char *key, int
       return fail(err, errlen, "Lua stack exhausted", key);
     }
     size_t n;
-    if (is_array(L, idx, &n)) {
+    if (lh_lua_is_array(L, idx, &n)) {
       return append_array(L, idx, out, key, keylen, n, depth + 1, err, errlen);
     }
     bson_t child;
@@ -406,7 +330,7 @@ int lh_bson_from_lua(lua_State *L, int idx, bson_t *out, char *err, size_t errle
     return fail(err, errlen, "Lua stack exhausted", NULL);
   }
   size_t n;
-  if (is_array(L, idx, &n) && n > 0) {
+  if (lh_lua_is_array(L, idx, &n) && n > 0) {
     return fail(err, errlen, "top level must be a document, not an array", NULL);
   }
   return append_table(L, idx, out, 1, err, errlen);

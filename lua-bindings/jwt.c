@@ -343,9 +343,6 @@ int lh_jwt_verify(const char *token, size_t len, int64_t now, json_t **claims,
 
 /* ---- Lua module ---------------------------------------------------------------------------- */
 
-/* Largest integer a Lua number (a double) carries exactly. */
-#define LH_JWT_MAX_SAFE_INT 9007199254740992.0
-
 /* Converts the value on top of L to a new JSON value, or writes why not into err. */
 static json_t *claim_from_lua(lua_State *L, char *err, size_t errlen) {
   const char *key = lua_tostring(L, -2);
@@ -360,7 +357,7 @@ static json_t *claim_from_lua(lua_State *L, char *err, size_t errlen) {
   }
   case LUA_TNUMBER: {
     lua_Number n = lua_tonumber(L, -1);
-    if (n != floor(n) || fabs(n) > LH_JWT_MAX_SAFE_INT) {
+    if (n != floor(n) || fabs(n) > (lua_Number)LH_MAX_SAFE_INT) {
       snprintf(err, errlen, "claim '%s' must be an integer", key);
       return NULL;
     }

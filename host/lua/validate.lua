@@ -21,8 +21,8 @@ local NULL = json.null
 -- so this module never has to know how the host builds it.
 local ARRAY_MT = getmetatable(json.array({}))
 
--- Integers beyond this are not exact as doubles; the host's JSON codec uses the same bound.
-local MAX_SAFE_INT = 2 ^ 53 - 1
+-- Integers beyond this are not exact as doubles: the host's one bound (2^53 - 1), from C.
+local MAX_SAFE_INT = json.max_safe_integer
 -- Longest field name echoed back in an error: client-chosen names must not bloat responses.
 local MAX_ECHO_NAME = 100
 
@@ -31,39 +31,8 @@ local _M = {}
 -- ---------------------------------------------------------------------------------------------
 -- UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF)
 
--- Returns the number of code points, or nil when s is not valid UTF-8.
-local function utf8_count(s)
-  -- Pure ASCII is the common case: one pattern search instead of a byte loop.
-  if not find(s, "[\128-\255]") then return #s end
-  local n, i, len = 0, 1, #s
-  while i <= len do
-    local c = byte(s, i)
-    if c < 0x80 then
-      i = i + 1
-    else
-      local need, lo, hi
-      if c >= 0xC2 and c <= 0xDF then need, lo, hi = 1, 0x80, 0xBF
-      elseif c == 0xE0 then need, lo, hi = 2, 0xA0, 0xBF      -- excludes overlong 3-byte forms
-      elseif c == 0xED then need, lo, hi = 2, 0x80, 0x9F      -- excludes surrogates D800-DFFF
-      elseif c >= 0xE1 and c <= 0xEF then need, lo, hi = 2, 0x80, 0xBF
-      elseif c == 0xF0 then need, lo, hi = 3, 0x90, 0xBF      -- excludes overlong 4-byte forms
-      elseif c >= 0xF1 and c <= 0xF3 then need, lo, hi = 3, 0x80, 0xBF
-      elseif c == 0xF4 then need, lo, hi = 3, 0x80, 0x8F      -- nothing above U+10FFFF
-      else return nil                                          -- C0, C1, F5-FF, stray continuation
-      end
-      if i + need > len then return nil end                    -- truncated sequence
-      local c2 = byte(s, i + 1)
-      if c2 < lo or c2 > hi then return nil end
-      for j = i + 2, i + need do
-        local cj = byte(s, j)
-        if cj < 0x80 or cj > 0xBF then return nil end
-      end
-      i = i + need + 1
-    end
-    n = n + 1
-  end
-  return n
-end
+-- The number of code points, or nil when s is not valid UTF-8: the host's one validator (C).
+local utf8_count = json.utf8_len
 
 -- validate.is_valid_utf8(s) -> boolean
 function _M.is_valid_utf8(s)

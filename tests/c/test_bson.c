@@ -132,9 +132,9 @@ static void test_number_types(void) {
   bson_t doc;
   char err[128];
   int rc = to_bson(L,
-                   "return { a = 2^31 - 1, b = 2^31, c = -2^31, d = -2^31 - 1, e = 2^53,"
-                   " f = 2^53 + 2, g = -2^53, h = -2^53 - 2, i = 0.5, j = -0.0, k = 0,"
-                   " l = 1/0, n = 0/0 }",
+                   "return { a = 2^31 - 1, b = 2^31, c = -2^31, d = -2^31 - 1, e = 2^53 - 1,"
+                   " f = 2^53 + 2, g = -(2^53 - 1), h = -2^53 - 2, i = 0.5, j = -0.0, k = 0,"
+                   " l = 1/0, n = 0/0, p = 2^53, q = -2^53 }",
                    &doc, err, sizeof err);
   LH_CHECK_INT(rc, 0);
   LH_CHECK_INT(type_of(&doc, "a"), BSON_TYPE_INT32);
@@ -149,13 +149,17 @@ static void test_number_types(void) {
   LH_CHECK_INT(type_of(&doc, "j"), BSON_TYPE_DOUBLE);
   LH_CHECK_INT(type_of(&doc, "k"), BSON_TYPE_INT32);
   LH_CHECK_INT(type_of(&doc, "l"), BSON_TYPE_DOUBLE);
+  /* The one safe-integer bound (LH_MAX_SAFE_INT, 2^53 - 1): 2^53 is no longer "an integer". */
+  LH_CHECK_INT(type_of(&doc, "p"), BSON_TYPE_DOUBLE);
+  LH_CHECK_INT(type_of(&doc, "q"), BSON_TYPE_DOUBLE);
   bson_iter_t it;
-  LH_CHECK(bson_iter_init_find(&it, &doc, "e") && bson_iter_int64(&it) == 9007199254740992LL);
+  LH_CHECK(bson_iter_init_find(&it, &doc, "e") && bson_iter_int64(&it) == 9007199254740991LL);
+  LH_CHECK(bson_iter_init_find(&it, &doc, "g") && bson_iter_int64(&it) == -9007199254740991LL);
   LH_CHECK(bson_iter_init_find(&it, &doc, "d") && bson_iter_int64(&it) == -2147483649LL);
   /* BSON numbers of every width come back as Lua numbers. */
   LH_CHECK_INT(lh_bson_to_lua(L, &doc), 0);
   lua_getfield(L, -1, "e");
-  LH_CHECK(lua_tonumber(L, -1) == 9007199254740992.0);
+  LH_CHECK(lua_tonumber(L, -1) == 9007199254740991.0);
   lua_getfield(L, -2, "j");
   LH_CHECK(lua_tonumber(L, -1) == 0 && signbit(lua_tonumber(L, -1)));
   lua_getfield(L, -3, "n");

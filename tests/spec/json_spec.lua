@@ -125,4 +125,29 @@ describe("luahost.json", function()
       assert.has_error(function() json.array("x") end)
     end)
   end)
+
+  describe("utf8_valid, utf8_len and max_safe_integer", function()
+    it("accepts well-formed UTF-8 and counts code points", function()
+      assert.is_true(json.utf8_valid(""))
+      assert.is_true(json.utf8_valid("caf\195\169 \240\159\152\128"))
+      assert.are.equal(6, json.utf8_len("caf\195\169 \240\159\152\128"))
+      assert.are.equal(3, json.utf8_len("abc"))
+    end)
+
+    it("refuses overlong forms, surrogates, stray and truncated bytes", function()
+      for _, s in ipairs({ "\192\128", "\224\128\128", "\237\160\128", "\128", "\226\130",
+                           "\244\144\128\128", "\255" }) do
+        assert.is_false(json.utf8_valid(s))
+        assert.is_nil(json.utf8_len(s))
+      end
+    end)
+
+    it("raises for a non-string argument", function()
+      assert.has_error(function() json.utf8_valid({}) end)
+    end)
+
+    it("exports the one safe-integer bound, 2^53 - 1", function()
+      assert.are.equal(2 ^ 53 - 1, json.max_safe_integer)
+    end)
+  end)
 end)
