@@ -336,12 +336,6 @@ int lh_bson_from_lua(lua_State *L, int idx, bson_t *out, char *err, size_t errle
   return append_table(L, idx, out, 1, err, errlen);
 }
 
-int lh_bson_append_value(lua_State *L, int idx, bson_t *out, const char *key, int keylen, char *err,
-                         size_t errlen) {
-  idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
-  return append_value(L, idx, out, key, keylen, 1, err, errlen);
-}
-
 /* ---- BSON -> Lua --------------------------------------------------------------------------- */
 
 static int push_iter(lua_State *L, const bson_iter_t *it, int depth);

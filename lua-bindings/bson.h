@@ -29,11 +29,6 @@
  * with a reason naming the offending key in err. Raises only on a Lua memory error. */
 int lh_bson_from_lua(lua_State *L, int idx, bson_t *out, char *err, size_t errlen);
 
-/* Appends one Lua value under `key` (a document field or an array index). Same contract as
- * lh_bson_from_lua; tables are converted as nested documents or arrays. */
-int lh_bson_append_value(lua_State *L, int idx, bson_t *out, const char *key, int keylen, char *err,
-                         size_t errlen);
-
 /* Pushes the document as a table and returns 0. On a malformed document or one nested deeper than
  * LH_BSON_MAX_DEPTH pushes nothing and returns LH_EINVAL or LH_ELIMIT. */
 int lh_bson_to_lua(lua_State *L, const bson_t *doc);

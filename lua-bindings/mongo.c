@@ -302,6 +302,8 @@ void lh_mongo_req_init(lh_mongo_req_t *req, lh_mongo_op_t op, const char *coll) 
   req->op = op;
   snprintf(req->coll, sizeof req->coll, "%s", coll ? coll : "");
   bson_init(&req->filter);
+  bson_init(&req->document);
+  bson_init(&req->keys);
   bson_init(&req->update);
   bson_init(&req->projection);
   bson_init(&req->sort);
@@ -310,6 +312,8 @@ void lh_mongo_req_init(lh_mongo_req_t *req, lh_mongo_op_t op, const char *coll) 
 
 void lh_mongo_req_destroy(lh_mongo_req_t *req) {
   bson_destroy(&req->filter);
+  bson_destroy(&req->document);
+  bson_destroy(&req->keys);
   bson_destroy(&req->update);
   bson_destroy(&req->projection);
   bson_destroy(&req->sort);
@@ -539,7 +543,7 @@ static void run_find_one_and_update(mongoc_collection_t *coll, lh_mongo_req_t *r
 
 static void run_insert_one(mongoc_collection_t *coll, lh_mongo_req_t *req) {
   bson_error_t error;
-  if (!mongoc_collection_insert_one(coll, &req->filter, NULL, NULL, &error)) {
+  if (!mongoc_collection_insert_one(coll, &req->document, NULL, NULL, &error)) {
     set_error(req, &error);
   }
 }
@@ -561,7 +565,7 @@ static void run_create_index(mongoc_client_t *client, lh_mongo_req_t *req) {
   BSON_APPEND_UTF8(&cmd, "createIndexes", req->coll);
   BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
   BSON_APPEND_DOCUMENT_BEGIN(&indexes, "0", &index);
-  BSON_APPEND_DOCUMENT(&index, "key", &req->filter);
+  BSON_APPEND_DOCUMENT(&index, "key", &req->keys);
   BSON_APPEND_UTF8(&index, "name", req->index_name);
   if (req->unique) {
     BSON_APPEND_BOOL(&index, "unique", true);
@@ -653,7 +657,7 @@ static int push_error(lua_State *co, const char *code) {
 /* The _id of the inserted document: the one the caller gave or the one we generated. */
 static int push_inserted_id(lua_State *co, const lh_mongo_req_t *req) {
   bson_iter_t it;
-  if (!bson_iter_init_find(&it, &req->filter, "_id") || lh_bson_push_iter(co, &it) != 0) {
+  if (!bson_iter_init_find(&it, &req->document, "_id") || lh_bson_push_iter(co, &it) != 0) {
     return push_error(co, "error");
   }
   return 1;
@@ -931,16 +935,16 @@ static int l_insert_one(lua_State *L) {
   if (!has_id) {
     bson_oid_t oid;
     bson_oid_init(&oid, NULL);
-    BSON_APPEND_OID(&mj->req.filter, "_id", &oid);
+    BSON_APPEND_OID(&mj->req.document, "_id", &oid);
   }
-  if (lh_bson_from_lua(L, 2, &mj->req.filter, err, sizeof err) != 0) {
+  if (lh_bson_from_lua(L, 2, &mj->req.document, err, sizeof err) != 0) {
     return arg_fail(L, mj, 2, err);
   }
   /* Field names starting with '$' or containing '.' are refused by some servers, stored by
    * others and unreachable by queries everywhere: refuse them here, the same on every server. */
   bson_error_t verr;
-  if (!bson_validate_with_error(&mj->req.filter, BSON_VALIDATE_DOLLAR_KEYS | BSON_VALIDATE_DOT_KEYS,
-                                &verr)) {
+  if (!bson_validate_with_error(&mj->req.document,
+                                BSON_VALIDATE_DOLLAR_KEYS | BSON_VALIDATE_DOT_KEYS, &verr)) {
     return value_fail(L, mj, verr.message);
   }
   return lh_sched_await(L, "db", &mj->lj);
@@ -1034,14 +1038,14 @@ static int l_create_index(lua_State *L) {
   lh_mongo_job_t *mj = job_new(L, LH_MONGO_CREATE_INDEX, name);
   char err[256];
   int ret;
-  if (take_pairs(L, 2, &mj->req.filter, err, sizeof err) != 0) {
+  if (take_pairs(L, 2, &mj->req.keys, err, sizeof err) != 0) {
     return arg_fail(L, mj, 2, err);
   }
   if (take_opts(L, mj, 3, allowed, &ret) != 0) {
     return ret;
   }
   if (mj->req.index_name[0] == '\0') {
-    default_index_name(&mj->req.filter, mj->req.index_name, sizeof mj->req.index_name);
+    default_index_name(&mj->req.keys, mj->req.index_name, sizeof mj->req.index_name);
   }
   return lh_sched_await(L, "db", &mj->lj);
 }

@@ -55,8 +55,10 @@ typedef enum {
 typedef struct lh_mongo_req_s {
   lh_mongo_op_t op;
   char coll[128];
-  bson_t filter; /* the filter; the document for insert_one; the key pattern for create_index */
-  bson_t update; /* update_one, find_one_and_update */
+  bson_t filter;   /* find*, count, update_one, find_one_and_update, delete_one */
+  bson_t document; /* insert_one: the document (its _id is set before the job runs) */
+  bson_t keys;     /* create_index: the key pattern */
+  bson_t update;   /* update_one, find_one_and_update */
   bson_t projection;
   bson_t sort;
   int64_t skip, limit; /* find; limit is already clamped */

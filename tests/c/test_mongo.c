@@ -146,6 +146,8 @@ static void test_server_down(void) {
 static char g_coll[64];
 
 /* Runs one operation whose inputs are given as relaxed extended JSON. */
+/* filter: the operation's first document (the document to insert, the index keys, or the
+ * filter). */
 static void run(lh_mongo_req_t *req, lh_mongo_op_t op, const char *filter, const char *update) {
   bson_error_t e;
   lh_mongo_req_init(req, op, g_coll);
@@ -153,7 +155,10 @@ static void run(lh_mongo_req_t *req, lh_mongo_op_t op, const char *filter, const
     bson_t *f = bson_new_from_json((const uint8_t *)filter, -1, &e);
     LH_CHECK(f != NULL);
     if (f) {
-      bson_concat(&req->filter, f);
+      bson_concat(op == LH_MONGO_INSERT_ONE     ? &req->document
+                  : op == LH_MONGO_CREATE_INDEX ? &req->keys
+                                                : &req->filter,
+                  f);
       bson_destroy(f);
     }
   }
