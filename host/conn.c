@@ -17,7 +17,7 @@
 
 #include "lh.h"
 #include "log.h"
-#include "readiness.h"
+#include "endpoints.h"
 #include "response.h"
 #include "router.h"
 
@@ -402,92 +402,22 @@ static void send_not_allowed(lh_conn_t *c, unsigned allowed) {
   lh_buf_free(&extra);
 }
 
-static void serve_metrics(lh_conn_t *c) {
-  lh_server_t *srv = c->w->srv;
-  lh_buf_t b;
-  lh_buf_init(&b);
-  lh_buf_puts(&b, "# HELP luahost_requests_total Requests answered, by status.\n"
-                  "# TYPE luahost_requests_total counter\n");
-  for (int s = 100; s < LH_STATUS_SLOTS; s++) {
-    unsigned long long n = atomic_load(&srv->status_count[s]);
-    if (n)
-      lh_buf_printf(&b, "luahost_requests_total{status=\"%d\"} %llu\n", s, n);
-  }
-  lh_buf_printf(&b,
-                "# HELP luahost_connections Open client connections.\n"
-                "# TYPE luahost_connections gauge\nluahost_connections %d\n",
-                atomic_load(&srv->connections));
-  static const char *const pools[] = {"db", "hash", "test"};
-  lh_buf_puts(&b, "# HELP luahost_pool_queued Jobs waiting for a pool thread.\n"
-                  "# TYPE luahost_pool_queued gauge\n");
-  for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
-    lh_pool_t *p = lh_pools_find(pools[i]);
-    if (p)
-      lh_buf_printf(&b, "luahost_pool_queued{pool=\"%s\"} %u\n", pools[i], lh_pool_queued(p));
-  }
-  lh_buf_puts(&b, "# HELP luahost_pool_running Jobs being worked on by pool threads.\n"
-                  "# TYPE luahost_pool_running gauge\n");
-  for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
-    lh_pool_t *p = lh_pools_find(pools[i]);
-    if (p)
-      lh_buf_printf(&b, "luahost_pool_running{pool=\"%s\"} %u\n", pools[i], lh_pool_running(p));
-  }
-  lh_buf_printf(&b,
-                "# HELP luahost_generation_info The live script generation.\n"
-                "# TYPE luahost_generation_info gauge\n"
-                "luahost_generation_info{id=\"%s\"} 1\n",
-                lh_vm_generation(c->w->vm));
-  send_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, 0, b.data, b.len, NULL);
-  lh_buf_free(&b);
-}
-
-/* A success envelope around data (a JSON text). */
-static void send_ok(lh_conn_t *c, const char *message, const char *data, size_t len) {
-  lh_buf_t body;
-  lh_buf_init(&body);
-  lh_envelope(&body, 1, message, data, len);
-  if (body.failed)
-    conn_close(c);
-  else
-    send_response(c, 200, NULL, NULL, 0, body.data, body.len, NULL);
-  lh_buf_free(&body);
-}
-
-/* The paths in lh_reserved_paths (router.h) belong to the host: scripts cannot declare them. */
+/* The reserved paths (router.h) belong to the host: endpoints.c answers them. */
 static int serve_reserved(lh_conn_t *c, int method) {
   const lh_request_t *r = &c->http.req;
-  const char *message, *code;
   int which = lh_reserved_path(r->path, r->path_len);
   if (which < 0)
     return 0;
-  if (which == LH_RESERVED_ADMIN) {
-    send_error(c, 404, "Not found", "not_found", NULL);
-    return 1;
-  }
-  if (method != LH_M_GET && method != LH_M_HEAD) {
-    send_not_allowed(c, (1u << LH_M_GET) | (1u << LH_M_HEAD));
-    return 1;
-  }
-  if (which == LH_RESERVED_HEALTHZ) {
-    static const char alive[] = "{\"status\":\"alive\"}";
-    send_ok(c, "alive", alive, sizeof(alive) - 1);
-  } else if (which == LH_RESERVED_READYZ) {
-    if (atomic_load(&c->w->srv->draining)) {
-      send_error(c, 503, "Shutting down", "draining", "Retry-After: 1\r\n");
-    } else if (!atomic_load(&c->w->srv->started)) {
-      send_error(c, 503, "Starting: the start-up hooks have not finished", "starting",
-                 "Retry-After: 1\r\n");
-    } else if (!lh_ready_ok(&message, &code)) {
-      send_error(c, 503, message, code, "Retry-After: 1\r\n");
-    } else {
-      char data[200];
-      const char *gen = lh_vm_generation(c->w->vm);
-      int n = snprintf(data, sizeof(data), "{\"status\":\"ready\",\"generation\":\"%s\"}", gen);
-      send_ok(c, "ready", data, (size_t)n);
-    }
-  } else {
-    serve_metrics(c);
-  }
+  lh_endpoint_answer_t a;
+  lh_endpoint_answer(&a, (lh_reserved_t)which, method, c->w->srv, lh_vm_generation(c->w->vm));
+  if (a.body.failed)
+    conn_close(c);
+  else if (a.allow)
+    send_not_allowed(c, a.allow);
+  else
+    send_response(c, a.status, a.content_type, a.extra, a.extra ? strlen(a.extra) : 0, a.body.data,
+                  a.body.len, NULL);
+  lh_buf_free(&a.body);
   return 1;
 }
 

@@ -1,0 +1,102 @@
+/* endpoints.c: the host's own endpoints (see endpoints.h). */
+#include "endpoints.h"
+
+#include <stdio.h>
+
+#include "lh.h"
+#include "readiness.h"
+#include "response.h"
+
+static void error(lh_endpoint_answer_t *a, int status, const char *message, const char *code,
+                  const char *extra) {
+  a->status = status;
+  a->extra = extra;
+  lh_envelope_error(&a->body, message, code);
+}
+
+static void ok(lh_endpoint_answer_t *a, const char *message, const char *data, size_t len) {
+  a->status = 200;
+  lh_envelope(&a->body, 1, message, data, len);
+}
+
+static void readyz(lh_endpoint_answer_t *a, lh_server_t *srv, const char *generation) {
+  const char *message, *code;
+  if (atomic_load(&srv->draining)) {
+    error(a, 503, "Shutting down", "draining", "Retry-After: 1\r\n");
+  } else if (!atomic_load(&srv->started)) {
+    error(a, 503, "Starting: the start-up hooks have not finished", "starting",
+          "Retry-After: 1\r\n");
+  } else if (!lh_ready_ok(&message, &code)) {
+    error(a, 503, message, code, "Retry-After: 1\r\n");
+  } else {
+    char data[200];
+    int n =
+        snprintf(data, sizeof(data), "{\"status\":\"ready\",\"generation\":\"%s\"}", generation);
+    ok(a, "ready", data, (size_t)n);
+  }
+}
+
+/* Pool gauges for the pools the host creates; a pool missing from the registry is skipped. */
+static void pool_gauges(lh_buf_t *b, const char *family, const char *help, int running) {
+  static const char *const pools[] = {"db", "hash", "test"};
+  lh_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", family, help, family);
+  for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
+    lh_pool_t *p = lh_pools_find(pools[i]);
+    if (p)
+      lh_buf_printf(b, "%s{pool=\"%s\"} %u\n", family, pools[i],
+                    running ? lh_pool_running(p) : lh_pool_queued(p));
+  }
+}
+
+static void metrics(lh_endpoint_answer_t *a, lh_server_t *srv, const char *generation) {
+  lh_buf_t *b = &a->body;
+  a->status = 200;
+  a->content_type = "text/plain; version=0.0.4; charset=utf-8";
+  lh_buf_puts(b, "# HELP luahost_requests_total Requests answered, by status.\n"
+                 "# TYPE luahost_requests_total counter\n");
+  for (int s = 100; s < LH_STATUS_SLOTS; s++) {
+    unsigned long long n = atomic_load(&srv->status_count[s]);
+    if (n)
+      lh_buf_printf(b, "luahost_requests_total{status=\"%d\"} %llu\n", s, n);
+  }
+  lh_buf_printf(b,
+                "# HELP luahost_connections Open client connections.\n"
+                "# TYPE luahost_connections gauge\nluahost_connections %d\n",
+                atomic_load(&srv->connections));
+  pool_gauges(b, "luahost_pool_queued", "Jobs waiting for a pool thread.", 0);
+  pool_gauges(b, "luahost_pool_running", "Jobs being worked on by pool threads.", 1);
+  lh_buf_printf(b,
+                "# HELP luahost_generation_info The live script generation.\n"
+                "# TYPE luahost_generation_info gauge\n"
+                "luahost_generation_info{id=\"%s\"} 1\n",
+                generation);
+}
+
+void lh_endpoint_answer(lh_endpoint_answer_t *a, lh_reserved_t which, int method, lh_server_t *srv,
+                        const char *generation) {
+  a->status = 0;
+  a->content_type = NULL;
+  a->extra = NULL;
+  a->allow = 0;
+  lh_buf_init(&a->body);
+  if (which == LH_RESERVED_ADMIN) {
+    error(a, 404, "Not found", "not_found", NULL);
+    return;
+  }
+  if (method != LH_M_GET && method != LH_M_HEAD) {
+    a->status = 405;
+    a->allow = (1u << LH_M_GET) | (1u << LH_M_HEAD);
+    return;
+  }
+  switch (which) {
+  case LH_RESERVED_HEALTHZ: {
+    static const char alive[] = "{\"status\":\"alive\"}";
+    ok(a, "alive", alive, sizeof(alive) - 1);
+    return;
+  }
+  case LH_RESERVED_READYZ: readyz(a, srv, generation); return;
+  case LH_RESERVED_METRICS: metrics(a, srv, generation); return;
+  case LH_RESERVED_ADMIN:
+  case LH_RESERVED__COUNT: break;
+  }
+}
