@@ -298,7 +298,7 @@ def test_bson_round_trip_of_values_made_in_lua(bh):
     assert abs(got["sent_ms"] / 1000 - time.time()) < 60
     assert doc["fixed"] == {"$date": 1700000000123}
     assert doc["i32"] == 42 and doc["neg"] == -7
-    assert doc["i64"] == 2 ** 40 and doc["big"] == 2 ** 53
+    assert doc["i64"] == 2 ** 40 and doc["big"] == 2 ** 53 - 1 and doc["unsafe"] == 2 ** 53
     assert doc["dbl"] == 0.1 and doc["half"] == -2.5
     assert doc["yes"] is True and doc["no"] is False and doc["nothing"] is None
     assert doc["text"] == "h\u00e9llo"
@@ -318,7 +318,9 @@ def test_bson_round_trip_of_values_made_in_lua(bh):
         assert raw["empty"] == [] and raw["nested"]["a"]["b"]["arr"] == []
         assert raw["nothing"] is None
         # BSON type numbers: int32 16, int64 18, double 1
-        for field, t in (("i32", "int"), ("i64", "long"), ("big", "long"), ("dbl", "double"),
+        # 2^53 - 1 is the last safe integer (LH_MAX_SAFE_INT): 2^53 is stored as a double.
+        for field, t in (("i32", "int"), ("i64", "long"), ("big", "long"), ("unsafe", "double"),
+                         ("dbl", "double"),
                          ("fixed", "date"), ("empty", "array"), ("nested", "object")):
             assert db[c].count_documents({field: {"$type": t}}) == 1, (field, t)
     finally:
