@@ -1,0 +1,137 @@
+/* test_readiness.c: unit tests for host/readiness.c: registering checks (names, limits), the
+ * published outcome, and worker 0's prober running checks on a pool thread and publishing what
+ * they return, including a check whose pool is missing and one that flips. */
+#include "jobs.h"
+#include "lh.h"
+#include "lh_test.h"
+#include "readiness.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+static atomic_int g_answer = LH_EIO;
+static atomic_int g_runs;
+static uv_thread_t g_main;
+
+static int check(void *ud) {
+  LH_CHECK(ud == &g_answer);
+  uv_thread_t self = uv_thread_self();
+  LH_CHECK(!uv_thread_equal(&self, &g_main)); /* never on the loop's thread */
+  atomic_fetch_add(&g_runs, 1);
+  return atomic_load(&g_answer);
+}
+
+static int always_ok(void *ud) {
+  (void)ud;
+  return 0;
+}
+
+static void test_register(void) {
+  const char *m = NULL, *c = NULL;
+  LH_CHECK_INT(lh_ready_ok(&m, &c), 1); /* nothing registered: ready */
+  LH_CHECK_INT(lh_ready_register("a", "p", always_ok, NULL, "A is down", "a_down"), 0);
+  LH_CHECK_INT(lh_ready_register("a", "p", always_ok, NULL, "x", "y"), LH_EEXIST);
+  LH_CHECK_INT(lh_ready_register(NULL, "p", always_ok, NULL, "x", "y"), LH_EINVAL);
+  LH_CHECK_INT(lh_ready_register("b", "p", NULL, NULL, "x", "y"), LH_EINVAL);
+  char names[LH_READY_MAX_CHECKS][8];
+  int added = 0;
+  for (int i = 0; i < LH_READY_MAX_CHECKS; i++) {
+    snprintf(names[i], sizeof names[i], "n%d", i);
+    if (lh_ready_register(names[i], "p", always_ok, NULL, "x", "y") == 0)
+      added++;
+  }
+  LH_CHECK_INT(added, LH_READY_MAX_CHECKS - 1);
+  LH_CHECK_INT(lh_ready_register("full", "p", always_ok, NULL, "x", "y"), LH_ELIMIT);
+  /* A check that never ran counts as failing, with its own message. */
+  LH_CHECK_INT(lh_ready_ok(&m, &c), 0);
+  LH_CHECK_STR(m, "A is down");
+  LH_CHECK_STR(c, "a_down");
+  LH_CHECK_INT(lh_ready_unregister("a"), 0);
+  for (int i = 0; i < LH_READY_MAX_CHECKS; i++)
+    lh_ready_unregister(names[i]);
+  LH_CHECK_INT(lh_ready_unregister("a"), LH_ENOTFOUND);
+  LH_CHECK_INT(lh_ready_ok(&m, &c), 1);
+}
+
+/* Runs the loop until cond() or ms pass. */
+static void run_until(uv_loop_t *loop, int (*cond)(void), int ms) {
+  for (int i = 0; i < ms && !cond(); i++) {
+    uv_run(loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+}
+
+static int ready_now(void) {
+  const char *m, *c;
+  return lh_ready_ok(&m, &c);
+}
+
+static int not_ready_now(void) {
+  return !ready_now();
+}
+
+static int ran_twice(void) {
+  return atomic_load(&g_runs) >= 2;
+}
+
+static void test_prober(void) {
+  g_main = uv_thread_self();
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lh_cq_t *cq = NULL;
+  LH_CHECK_INT(lh_cq_create(&cq, &loop), 0);
+  lh_pool_t *pool = NULL;
+  LH_CHECK_INT(lh_pool_create(&pool, "readypool", 1, 4), 0);
+  LH_CHECK_INT(lh_pools_register(pool), 0);
+  LH_CHECK_INT(lh_ready_register("svc", "readypool", check, &g_answer, "Svc is down", "svc_down"),
+               0);
+  LH_CHECK_INT(lh_ready_register("ghost", "nosuchpool", always_ok, NULL, "Ghost", "ghost"), 0);
+  lh_ready_prober_t p;
+  lh_ready_prober_init(&p, &loop, cq);
+  lh_ready_prober_start(&p, 20);
+  /* The check fails: not ready, and the prober keeps asking. */
+  run_until(&loop, ran_twice, 2000);
+  LH_CHECK(atomic_load(&g_runs) >= 2);
+  const char *m, *c;
+  LH_CHECK_INT(lh_ready_ok(&m, &c), 0);
+  /* A check whose pool does not exist never runs: it stays failing, behind svc. */
+  LH_CHECK_INT(lh_ready_unregister("svc"), 0);
+  LH_CHECK_INT(lh_ready_ok(&m, &c), 0);
+  LH_CHECK_STR(c, "ghost");
+  LH_CHECK_INT(lh_ready_unregister("ghost"), 0);
+  LH_CHECK_INT(lh_ready_register("svc", "readypool", check, &g_answer, "Svc is down", "svc_down"),
+               0);
+  /* It passes: ready; it fails again: not ready. */
+  atomic_store(&g_answer, 0);
+  run_until(&loop, ready_now, 2000);
+  LH_CHECK_INT(ready_now(), 1);
+  atomic_store(&g_answer, LH_EIO);
+  run_until(&loop, not_ready_now, 2000);
+  LH_CHECK_INT(ready_now(), 0);
+  /* Stopped: no new runs; jobs in flight finish before the loop ends. */
+  lh_ready_prober_stop(&p);
+  for (int i = 0; i < 2000 && lh_ready_prober_busy(&p); i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  LH_CHECK_INT(lh_ready_prober_busy(&p), 0);
+  int runs = atomic_load(&g_runs);
+  for (int i = 0; i < 60; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  LH_CHECK_INT(atomic_load(&g_runs), runs);
+  lh_ready_prober_close(&p);
+  lh_ready_unregister("svc");
+  lh_pools_destroy_all();
+  lh_cq_close(cq);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  LH_CHECK_INT(uv_loop_close(&loop), 0);
+}
+
+int main(void) {
+  LH_RUN(test_register);
+  LH_RUN(test_prober);
+  return lh_test_done();
+}
