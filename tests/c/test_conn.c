@@ -218,11 +218,14 @@ static void test_pipelining_in_order(void) {
 }
 
 static void test_large_body_is_queued_whole(void) {
+  /* The send timeout is idle_timeout_ms for the whole queued response: give a slow run
+   * (valgrind) room to move 4 MB. */
+  g_cfg.idle_timeout_ms = 10000;
   int fd = client();
   /* 4 MB does not fit a socketpair's buffer: the rest goes through uv_write. */
   send_all(
       fd, "GET /big/4000000 HTTP/1.1\r\nHost: t\r\n\r\nGET /now?after HTTP/1.1\r\nHost: t\r\n\r\n");
-  lh_got_t g = collect(fd, 2, 10000);
+  lh_got_t g = collect(fd, 2, 20000);
   LH_CHECK_INT(count_complete(&g), 2);
   LH_CHECK(strstr(g.data, "Content-Length: 4000000\r\n") != NULL);
   const char *body = strstr(g.data, "\r\n\r\n");
@@ -234,6 +237,7 @@ static void test_large_body_is_queued_whole(void) {
   free(g.data);
   close(fd);
   drain();
+  g_cfg.idle_timeout_ms = 300;
 }
 
 static void test_limits_and_errors(void) {
