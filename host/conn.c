@@ -9,7 +9,6 @@
  * the header block). */
 #include "conn.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "lh.h"
 #include "log.h"
+#include "client.h"
 #include "endpoints.h"
 #include "response.h"
 #include "router.h"
@@ -487,73 +487,6 @@ static unsigned allowed_any(const lh_router_t *r, const lh_request_t *req) {
   return allowed;
 }
 
-static int is_trusted_proxy(const lh_config_t *cfg, const char *addr, size_t len) {
-  for (int i = 0; i < cfg->n_trusted_proxies; i++)
-    if (strlen(cfg->trusted_proxies[i]) == len && memcmp(cfg->trusted_proxies[i], addr, len) == 0)
-      return 1;
-  return 0;
-}
-
-static int valid_ip(const char *s) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-/* The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
- * address in X-Forwarded-For that is not itself a trusted proxy (the left part of the header is
- * whatever the client chose to send, so only what trusted hops appended counts). */
-static void resolve_client(lh_conn_t *c) {
-  const lh_config_t *cfg = c->w->srv->cfg;
-  snprintf(c->client_eff, sizeof(c->client_eff), "%s", c->client);
-  if (cfg->n_trusted_proxies == 0 || !is_trusted_proxy(cfg, c->client, strlen(c->client)))
-    return;
-  const lh_header_t *xff = lh_request_header(&c->http.req, "x-forwarded-for");
-  if (!xff)
-    return;
-  size_t end = xff->value_len;
-  while (end > 0) {
-    size_t start = end;
-    while (start > 0 && xff->value[start - 1] != ',')
-      start--;
-    size_t a = start, b = end;
-    while (a < b && (xff->value[a] == ' ' || xff->value[a] == '\t'))
-      a++;
-    while (b > a && (xff->value[b - 1] == ' ' || xff->value[b - 1] == '\t'))
-      b--;
-    char addr[64];
-    if (b - a == 0 || b - a >= sizeof(addr))
-      return; /* malformed: keep the proxy's address rather than guess */
-    memcpy(addr, xff->value + a, b - a);
-    addr[b - a] = '\0';
-    if (!valid_ip(addr))
-      return;
-    snprintf(c->client_eff, sizeof(c->client_eff), "%s", addr);
-    if (!is_trusted_proxy(cfg, addr, b - a))
-      return;
-    end = start > 0 ? start - 1 : 0;
-  }
-}
-
-static void decide_cors(lh_conn_t *c) {
-  const lh_config_t *cfg = c->w->srv->cfg;
-  c->cors_origin[0] = '\0';
-  if (cfg->n_cors_origins == 0)
-    return;
-  const lh_header_t *o = lh_request_header(&c->http.req, "origin");
-  if (!o || o->value_len == 0 || o->value_len >= sizeof(c->cors_origin) ||
-      !lh_header_is_valid("Origin", 6, o->value, o->value_len))
-    return;
-  for (int i = 0; i < cfg->n_cors_origins; i++) {
-    const char *allowed = cfg->cors_origins[i];
-    if (strcmp(allowed, "*") == 0 ||
-        (strlen(allowed) == o->value_len && memcmp(allowed, o->value, o->value_len) == 0)) {
-      memcpy(c->cors_origin, o->value, o->value_len);
-      c->cors_origin[o->value_len] = '\0';
-      return;
-    }
-  }
-}
-
 /* A CORS preflight: OPTIONS with Access-Control-Request-Method from an allowed origin. */
 static int serve_preflight(lh_conn_t *c, unsigned allowed) {
   if (!c->cors_origin[0] || !lh_request_header(&c->http.req, "access-control-request-method"))
@@ -575,8 +508,9 @@ static void handle_request(lh_conn_t *c) {
   c->requests++;
   c->started_ns = lh_now_ns();
   assign_request_id(c);
-  resolve_client(c);
-  decide_cors(c);
+  const lh_config_t *cfg = w->srv->cfg;
+  lh_client_address(cfg, c->client, req, c->client_eff, sizeof(c->client_eff));
+  lh_client_cors_origin(cfg, req, c->cors_origin, sizeof(c->cors_origin));
   int method = req->method_id;
   if (serve_reserved(c, method))
     return;
