@@ -341,6 +341,29 @@ def test_bad_configuration_value_fails_naming_the_option(tmp_path):
     assert "LUAHOST_LISTEN" in p.stderr
 
 
+def test_the_application_section_is_checked_as_data(tmp_path):
+    conf = tmp_path / "app.conf"
+    env = {"PATH": "/usr/bin:/bin", "LUAHOST_CONFIG": str(conf), "LUAHOST_DEV": "1",
+           "LUAHOST_SCRIPTS": FIXTURES + "/runtime"}
+    for text, needle in (("return { app = 'x' }", "app: must be a table"),
+                         ("return { app = { f = function() end } }", "a function is not data"),
+                         ("return { app = { ['Bad-Key'] = 1 } }", "its keys must be names"),
+                         ("return { login_window_s = 1, app = { login_window_s = 2 } }",
+                          "given both at the top level and in app")):
+        conf.write_text(text)
+        p = subprocess.run([BINARY, "--check"], env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=10)
+        assert p.returncode != 0 and needle in p.stderr, (text, p.stderr)
+    # LUAHOST_APP_<KEY> takes the type of the file's value.
+    conf.write_text("return { app = { flag = true } }")
+    p = subprocess.run([BINARY, "--check"], env=dict(env, LUAHOST_APP_FLAG="maybe"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0 and "LUAHOST_APP_FLAG: must be a boolean" in p.stderr
+    p = subprocess.run([BINARY, "--check"], env=dict(env, LUAHOST_APP_FLAG="off"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, p.stderr
+
+
 def test_several_workers_share_the_port(start_host):
     h = start_host("runtime", workers=2)
     ids = set()
