@@ -21,14 +21,20 @@ typedef struct {
 static lh_ready_check_t g_checks[LH_READY_MAX_CHECKS];
 static int g_nchecks;
 
+static lh_ready_check_t *find(const char *name) {
+  for (int i = 0; i < g_nchecks; i++)
+    if (strcmp(g_checks[i].name, name) == 0)
+      return &g_checks[i];
+  return NULL;
+}
+
 int lh_ready_register(const char *name, const char *pool, lh_ready_fn fn, void *ud,
                       const char *message, const char *code) {
   if (!name || !pool || !fn || !message || !code || strlen(name) >= sizeof(g_checks[0].name) ||
       strlen(pool) >= sizeof(g_checks[0].pool))
     return LH_EINVAL;
-  for (int i = 0; i < g_nchecks; i++)
-    if (strcmp(g_checks[i].name, name) == 0)
-      return LH_EEXIST;
+  if (find(name))
+    return LH_EEXIST;
   if (g_nchecks == LH_READY_MAX_CHECKS)
     return LH_ELIMIT;
   lh_ready_check_t *c = &g_checks[g_nchecks++];
@@ -70,16 +76,20 @@ int lh_ready_ok(const char **message, const char **code) {
 
 /* ---- the prober ---- */
 
+/* A job carries what it runs, not a pointer into the registry: a check unregistered while its job
+ * is in flight is then simply not published. */
 typedef struct {
   lh_job_t job;
-  lh_ready_check_t *check;
+  char name[32];
+  lh_ready_fn fn;
+  void *ud;
   lh_ready_prober_t *prober;
   int rc;
 } lh_ready_job_t;
 
 static void check_work(lh_job_t *job) {
   lh_ready_job_t *j = LH_CONTAINER_OF(job, lh_ready_job_t, job);
-  j->rc = j->check->fn(j->check->ud);
+  j->rc = j->fn(j->ud);
 }
 
 static void publish(lh_ready_check_t *c, int ok) {
@@ -90,8 +100,11 @@ static void publish(lh_ready_check_t *c, int ok) {
 
 static void check_done(lh_job_t *job) {
   lh_ready_job_t *j = LH_CONTAINER_OF(job, lh_ready_job_t, job);
-  publish(j->check, !job->cancelled && j->rc == 0);
-  j->check->in_flight = 0;
+  lh_ready_check_t *c = find(j->name);
+  if (c) {
+    publish(c, !job->cancelled && j->rc == 0);
+    c->in_flight = 0;
+  }
   j->prober->running--;
   free(j);
 }
@@ -108,7 +121,9 @@ static void on_probe(uv_timer_t *t) {
     lh_ready_job_t *j = calloc(1, sizeof(*j));
     if (!j)
       return;
-    j->check = c;
+    memcpy(j->name, c->name, sizeof(j->name));
+    j->fn = c->fn;
+    j->ud = c->ud;
     j->prober = p;
     j->job.work = check_work;
     j->job.done = check_done;

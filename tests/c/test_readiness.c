@@ -130,8 +130,58 @@ static void test_prober(void) {
   LH_CHECK_INT(uv_loop_close(&loop), 0);
 }
 
+static atomic_int g_release;
+static atomic_int g_started;
+
+static int slow_check(void *ud) {
+  (void)ud;
+  atomic_store(&g_started, 1);
+  while (!atomic_load(&g_release))
+    usleep(1000);
+  return 0;
+}
+
+static int slow_job_started(void) {
+  return atomic_load(&g_started);
+}
+
+/* A check unregistered while its job runs: the job's outcome goes nowhere, in particular not to
+ * the check registered after it. */
+static void test_unregister_in_flight(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lh_cq_t *cq = NULL;
+  LH_CHECK_INT(lh_cq_create(&cq, &loop), 0);
+  lh_pool_t *pool = NULL;
+  LH_CHECK_INT(lh_pool_create(&pool, "slowpool", 1, 4), 0);
+  LH_CHECK_INT(lh_pools_register(pool), 0);
+  LH_CHECK_INT(lh_ready_register("slow", "slowpool", slow_check, NULL, "Slow", "slow"), 0);
+  lh_ready_prober_t p;
+  lh_ready_prober_init(&p, &loop, cq);
+  lh_ready_prober_start(&p, 1000);
+  run_until(&loop, slow_job_started, 2000);
+  LH_CHECK_INT(lh_ready_prober_busy(&p), 1);
+  LH_CHECK_INT(lh_ready_unregister("slow"), 0);
+  LH_CHECK_INT(lh_ready_register("late", "nosuchpool", always_ok, NULL, "Late", "late"), 0);
+  atomic_store(&g_release, 1);
+  for (int i = 0; i < 2000 && lh_ready_prober_busy(&p); i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  const char *m, *c;
+  LH_CHECK_INT(lh_ready_ok(&m, &c), 0);
+  LH_CHECK_STR(c, "late");
+  lh_ready_prober_close(&p);
+  lh_ready_unregister("late");
+  lh_pools_destroy_all();
+  lh_cq_close(cq);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  LH_CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   LH_RUN(test_register);
   LH_RUN(test_prober);
+  LH_RUN(test_unregister_in_flight);
   return lh_test_done();
 }
