@@ -338,16 +338,10 @@ void lh_http_next(lh_http_t *h) {
     llhttp_resume(&h->parser);
 }
 
-static const char h2_preface[] = "PRI * HTTP/2.0\r\n";
-
 lh_http_result_t lh_http_feed(lh_http_t *h, const char *data, size_t len, size_t *consumed) {
   *consumed = 0;
   if (h->err_status)
     return LH_HTTP_ERROR;
-  /* The HTTP/2 prior-knowledge preface is not HTTP/1: llhttp would pause on it; close instead. */
-  if (h->phase == LH_PHASE_IDLE && len >= 3 && memcmp(data, "PRI", 3) == 0 &&
-      memcmp(data, h2_preface, len < sizeof(h2_preface) - 1 ? len : sizeof(h2_preface) - 1) == 0)
-    return LH_HTTP_CLOSE;
   h->exec_start = data;
   llhttp_errno_t err = llhttp_execute(&h->parser, data, len);
   if (len)

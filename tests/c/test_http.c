@@ -197,6 +197,14 @@ static void test_h2_preface_closes(void) {
   size_t used;
   LH_CHECK_INT(feed_all(&h, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &used), LH_HTTP_CLOSE);
   lh_http_free(&h);
+  /* The same preface one byte at a time. */
+  const char *pre = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  lh_http_init(&h, &limits);
+  lh_http_result_t r = LH_HTTP_NEED_MORE;
+  for (size_t i = 0; pre[i] && r == LH_HTTP_NEED_MORE; i++)
+    r = lh_http_feed(&h, pre + i, 1, &used);
+  LH_CHECK_INT(r, LH_HTTP_CLOSE);
+  lh_http_free(&h);
 }
 
 static void test_upgrade_is_served_as_http11(void) {
@@ -319,6 +327,20 @@ static void test_bad_host_headers_are_refused(void) {
   }
 }
 
+/* Found by tests/fuzz/fuzz_http: a first read of just "PRI" was taken for the HTTP/2 preface and
+ * closed, while the same bytes in one read were a 400. */
+static void test_a_short_read_of_pri_is_not_the_preface(void) {
+  const char *req = "PRIT /c HTTP/1.1\r\nHost: t\r\n\r\n";
+  expect_error_split(req, 400, "bad_request");
+  lh_http_t h;
+  lh_http_init(&h, &limits);
+  size_t used;
+  LH_CHECK_INT(lh_http_feed(&h, req, 3, &used), LH_HTTP_NEED_MORE);
+  LH_CHECK_INT(lh_http_feed(&h, req + 3, strlen(req) - 3, &used), LH_HTTP_ERROR);
+  LH_CHECK_INT(h.err_status, 400);
+  lh_http_free(&h);
+}
+
 int main(void) {
   LH_RUN(test_simple_get);
   LH_RUN(test_split_across_reads);
@@ -337,5 +359,6 @@ int main(void) {
   LH_RUN(test_empty_header_name_is_refused);
   LH_RUN(test_fold_after_empty_value_is_refused);
   LH_RUN(test_bad_host_headers_are_refused);
+  LH_RUN(test_a_short_read_of_pri_is_not_the_preface);
   return lh_test_done();
 }

@@ -1,6 +1,9 @@
 /* libFuzzer target: the llhttp glue (host/http.c). The input is fed twice, whole and in chunks of
- * fuzzer-chosen sizes; both runs must produce the same requests and the same error, because
- * framing must never depend on where reads split. Every complete request is checked against the
+ * fuzzer-chosen sizes; both runs must produce the same requests and end the same way (an error
+ * answer, a silent close, or waiting for more), because framing must never depend on where reads
+ * split. Which error code a request with two faults gets may depend on the split: llhttp reports
+ * a name or value span when it ends or when the read ends, so a split can let a limit be counted
+ * before a bad byte later in the same span is seen. Every complete request is checked against the
  * limits and the header-name rules. */
 #include <stdint.h>
 #include <stdio.h>
@@ -74,7 +77,9 @@ static void run(const uint8_t *data, size_t size, const uint8_t *sizes, size_t n
         continue;
       }
       if (r == LH_HTTP_ERROR) {
-        lh_buf_printf(out, "ERR %d %s\n", h.err_status, h.err_code ? h.err_code : "?");
+        if (h.err_status < 400 || h.err_status > 505 || !h.err_code)
+          fail("an error without a 4xx/5xx status and a code");
+        lh_buf_puts(out, "ERR\n");
         done = 1;
       } else if (r == LH_HTTP_CLOSE) {
         lh_buf_puts(out, "CLOSE\n");
@@ -101,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lh_buf_init(&split);
   run(data, size, NULL, 0, &whole);
   run(data, size, sizes, nsizes, &split);
-  if (whole.len != split.len || memcmp(whole.data, split.data, whole.len) != 0) {
+  if (whole.len != split.len || (whole.len && memcmp(whole.data, split.data, whole.len) != 0)) {
     fprintf(stderr, "whole:\n%.*s\nsplit:\n%.*s\n", (int)whole.len, whole.data, (int)split.len,
             split.data);
     fail("a split read changed the outcome");
