@@ -4,6 +4,8 @@
  * the right status; it accepts a missing Host, so headers_complete requires it for HTTP/1.1. */
 #include "http.h"
 
+#include <ctype.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -95,7 +97,11 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     if (!lh_is_token_char((unsigned char)at[i])) /* llhttp 8.1 lets a space through */
       return fail(h, 400, "bad_request", "Malformed HTTP request: invalid header field name");
   if (h->in_value || h->nfields == 0) {
-    /* A new field starts. */
+    /* A new field starts, and it must start a line: a parser that ended a header line at a bare
+     * CR (llhttp before 9, CVE-2023-30589) would otherwise let a hidden field frame the body. */
+    char before = at > h->exec_start ? at[-1] : h->last_byte;
+    if (before != '\n')
+      return fail(h, 400, "bad_request", "Malformed HTTP request: header line not ended by CRLF");
     if (h->nfields >= h->limits->max_header_fields)
       return fail(h, 431, "too_many_headers", "The request has too many header fields");
     if (h->nfields == h->fields_cap && grow_fields(h) != 0)
@@ -191,6 +197,41 @@ static int method_id(llhttp_method_t m) {
   }
 }
 
+/* RFC 9112 §3.2 and RFC 3986 §3.2.2: Host is uri-host [":" port], where uri-host is a bracketed
+ * IP literal or a reg-name (unreserved, pct-encoded and sub-delims characters; IPv4 is a reg-name
+ * lexically). An empty value is refused too: this server never serves an empty authority. */
+static int valid_host(const char *v, size_t n) {
+  size_t i = 0;
+  if (n == 0)
+    return 0;
+  if (v[0] == '[') {
+    while (i < n && v[i] != ']')
+      i++;
+    if (i == n || i < 3)
+      return 0;
+    for (size_t k = 1; k < i; k++)
+      if (!isxdigit((unsigned char)v[k]) && v[k] != ':' && v[k] != '.')
+        return 0;
+    i++;
+  } else {
+    for (; i < n && v[i] != ':'; i++) {
+      unsigned char c = (unsigned char)v[i];
+      if (!isalnum(c) && (c == 0 || !strchr("-._~!$&'()*+,;=%", c)))
+        return 0;
+    }
+    if (i == 0)
+      return 0;
+  }
+  if (i == n)
+    return 1;
+  if (v[i] != ':')
+    return 0;
+  for (i++; i < n; i++)
+    if (!isdigit((unsigned char)v[i]))
+      return 0;
+  return 1;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   lh_http_t *h = parser_owner(p);
   fix_up_headers(h);
@@ -204,8 +245,19 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(h, 505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are supported");
   if (h->req.path_len == 0 || h->req.path[0] != '/')
     return fail(h, 400, "bad_request", "The request target must be an absolute path");
-  if (p->http_minor >= 1 && !lh_request_header(&h->req, "host"))
+  const lh_header_t *host = NULL;
+  for (size_t i = 0; i < h->req.nheaders; i++) {
+    const lh_header_t *hd = &h->req.headers[i];
+    if (hd->name_len == 4 && memcmp(hd->name, "host", 4) == 0) {
+      if (host)
+        return fail(h, 400, "bad_host", "The request carries more than one Host header");
+      host = hd;
+    }
+  }
+  if (p->http_minor >= 1 && !host)
     return fail(h, 400, "missing_host", "HTTP/1.1 requests must carry a Host header");
+  if (host && !valid_host(host->value, host->value_len))
+    return fail(h, 400, "bad_host", "The Host header is not a valid host[:port]");
   if (p->flags & F_CONTENT_LENGTH && p->content_length > h->limits->max_body_bytes)
     return fail(h, 413, "body_too_large", "The request body is too large");
   const lh_header_t *expect = lh_request_header(&h->req, "expect");
@@ -301,16 +353,10 @@ void lh_http_next(lh_http_t *h) {
     llhttp_resume(&h->parser);
 }
 
-static const char h2_preface[] = "PRI * HTTP/2.0\r\n";
-
 lh_http_result_t lh_http_feed(lh_http_t *h, const char *data, size_t len, size_t *consumed) {
   *consumed = 0;
   if (h->err_status)
     return LH_HTTP_ERROR;
-  /* The HTTP/2 prior-knowledge preface is not HTTP/1: llhttp would pause on it; close instead. */
-  if (h->phase == LH_PHASE_IDLE && len >= 3 && memcmp(data, "PRI", 3) == 0 &&
-      memcmp(data, h2_preface, len < sizeof(h2_preface) - 1 ? len : sizeof(h2_preface) - 1) == 0)
-    return LH_HTTP_CLOSE;
   h->exec_start = data;
   llhttp_errno_t err = llhttp_execute(&h->parser, data, len);
   if (len)

@@ -7,6 +7,7 @@
  * connections close after the response) within shutdown_grace_ms, and the process exits 0. */
 #include "server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,36 @@ static int parse_listen(const char *listen, char *host, size_t hostlen, int *por
   return 0;
 }
 
+/* The workers share the address through SO_REUSEPORT, which the kernel grants to any process of the
+ * same user: a second luahost started on a served address would bind it silently and take half of
+ * the connections, with its own secret and scripts. So before the workers bind, a probe socket
+ * binds the address without SO_REUSEPORT; EADDRINUSE means another process listens there. (Two
+ * hosts started in the same instant could both pass; the probe guards the usual mistake.) */
+static int refuse_if_served(const lh_server_t *srv, const struct sockaddr *sa, char *err,
+                            size_t errlen) {
+  if (srv->port == 0)
+    return 0;
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "listen: cannot create a socket: %s", strerror(errno));
+    return LH_EIO;
+  }
+  int one = 1; /* TIME_WAIT connections of an earlier run must not count as "served" */
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  socklen_t len =
+      sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int rc = bind(fd, sa, len) == 0 ? 0 : errno;
+  close(fd);
+  if (rc == EADDRINUSE) {
+    snprintf(err, errlen,
+             "listen on %s: the address is already served by another process (is another "
+             "luahost running?)",
+             srv->cfg->listen);
+    return LH_EIO;
+  }
+  return 0; /* other errors (EADDRNOTAVAIL, EACCES) are reported by the workers' own bind */
+}
+
 static int bind_listener(lh_worker_t *w, char *err, size_t errlen) {
   lh_server_t *srv = w->srv;
   struct sockaddr_storage ss;
@@ -51,6 +82,8 @@ static int bind_listener(lh_worker_t *w, char *err, size_t errlen) {
     snprintf(err, errlen, "listen: invalid address %s", srv->cfg->listen);
     return LH_EINVAL;
   }
+  if (w->id == 0 && (rc = refuse_if_served(srv, (struct sockaddr *)&ss, err, errlen)) != 0)
+    return rc;
   rc = uv_tcp_init_ex(&w->loop, &w->listener, ss.ss_family);
   if (rc != 0) {
     snprintf(err, errlen, "listen: %s", uv_strerror(rc));

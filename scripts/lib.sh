@@ -8,7 +8,7 @@ TOOLS="$ROOT/.tools"
 # Debian packages: the C stack, the Lua test runner, and the tools the tests and benchmarks use.
 LH_APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libluajit2-5.1-dev luajit2 libuv1-dev node-llhttp libmongoc-dev libjwt-dev libjansson-dev
+  libluajit2-5.1-dev luajit2 libuv1-dev libmongoc-dev libjwt-dev libjansson-dev
   libsodium-dev libcrypt-dev lua-busted
   valgrind wrk nginx libnginx-mod-http-lua python3-venv curl clang-format
 )
@@ -45,10 +45,38 @@ install_test_venv() {
   fi
 }
 
+# llhttp's C sources, pinned by version and hash. Debian bookworm's node-llhttp is 8.1, which ends a
+# header line at a bare CR (CVE-2023-30589: one request parsed as two). PyPI's llhttp source
+# distribution ships the generated C of that release; only its lib/ directory is used.
+LLHTTP_VERSION=9.3.0.0
+LLHTTP_SHA256=0d989363e7fb6f270b9d49956e7a3945c26778f8c70a166815264309ac6a8295
+LLHTTP_DIR="$TOOLS/llhttp-$LLHTTP_VERSION"
+install_llhttp() {
+  [[ -f "$LLHTTP_DIR/llhttp.h" ]] && return 0
+  log "fetching llhttp $LLHTTP_VERSION sources (PyPI sdist, hash-pinned) into ${LLHTTP_DIR#$ROOT/}"
+  local tmp
+  tmp=$(mktemp -d)
+  python3 -m venv "$tmp/venv"
+  echo "llhttp==$LLHTTP_VERSION --hash=sha256:$LLHTTP_SHA256" >"$tmp/req.txt"
+  if ! "$tmp/venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    --require-hashes -r "$tmp/req.txt" -d "$tmp/dl"; then
+    rm -rf "$tmp"
+    log "could not fetch llhttp $LLHTTP_VERSION"
+    return 1
+  fi
+  tar -xzf "$tmp/dl/llhttp-$LLHTTP_VERSION.tar.gz" -C "$tmp"
+  mkdir -p "$LLHTTP_DIR.part"
+  cp "$tmp/llhttp-$LLHTTP_VERSION"/lib/{llhttp.h,llhttp.c,api.c,http.c} \
+    "$tmp/llhttp-$LLHTTP_VERSION/LICENSE" "$LLHTTP_DIR.part/"
+  rm -rf "$tmp" "$LLHTTP_DIR"
+  mv "$LLHTTP_DIR.part" "$LLHTTP_DIR"
+}
+
 # build DIR [cmake args...]
 build() {
   local dir="$1"
   shift
+  install_llhttp
   if [[ ! -f "$ROOT/$dir/build.ninja" ]]; then
     cmake -S "$ROOT" -B "$ROOT/$dir" -G Ninja "$@" >/dev/null
   fi

@@ -1,5 +1,6 @@
 /* Unit tests of the llhttp glue (host/http.c): every limit, framing error, pipelining order and
  * the parser's phases, fed byte strings directly (no sockets). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,6 +197,14 @@ static void test_h2_preface_closes(void) {
   size_t used;
   LH_CHECK_INT(feed_all(&h, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &used), LH_HTTP_CLOSE);
   lh_http_free(&h);
+  /* The same preface one byte at a time. */
+  const char *pre = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  lh_http_init(&h, &limits);
+  lh_http_result_t r = LH_HTTP_NEED_MORE;
+  for (size_t i = 0; pre[i] && r == LH_HTTP_NEED_MORE; i++)
+    r = lh_http_feed(&h, pre + i, 1, &used);
+  LH_CHECK_INT(r, LH_HTTP_CLOSE);
+  lh_http_free(&h);
 }
 
 static void test_upgrade_is_served_as_http11(void) {
@@ -257,6 +266,81 @@ static void test_error_is_sticky(void) {
   lh_http_free(&h);
 }
 
+/* Feeds req whole and then one byte at a time: both must end in the same error. Framing decisions
+ * must not depend on where the reads happen to split. */
+static void expect_error_split(const char *req, int status, const char *code) {
+  expect_error(req, status, code);
+  lh_http_t h;
+  lh_http_init(&h, &limits);
+  size_t n = strlen(req), used = 0;
+  lh_http_result_t r = LH_HTTP_NEED_MORE;
+  for (size_t i = 0; i < n && r == LH_HTTP_NEED_MORE; i++)
+    r = lh_http_feed(&h, req + i, 1, &used);
+  LH_CHECK_INT(r, LH_HTTP_ERROR);
+  LH_CHECK_INT(h.err_status, status);
+  LH_CHECK_STR(h.err_code, code);
+  lh_http_free(&h);
+}
+
+/* CVE-2023-30589: llhttp before 9 ended a header line at a bare CR, so the Content-Length hidden
+ * behind it framed a body and the rest was parsed as a second, smuggled request. */
+static void test_bare_cr_in_header_is_refused(void) {
+  expect_error_split("POST / HTTP/1.1\r\nHost: h\r\nX:\rxContent-Length: 5\r\n\r\n"
+                     "helloGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+                     400, "bad_request");
+  expect_error_split("GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", 400, "bad_request");
+}
+
+static void test_empty_header_name_is_refused(void) {
+  expect_error_split("POST / HTTP/1.1\r\nHost: h\r\n: chunked\r\n\r\n", 400, "bad_request");
+}
+
+/* An obs-fold may not continue a header whose value is empty either: that turned
+ * `Transfer-Encoding:` + ` chunked` into chunked framing. */
+static void test_fold_after_empty_value_is_refused(void) {
+  expect_error_split("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+                     "5\r\nhello\r\n0\r\n\r\n",
+                     400, "bad_request");
+  expect_error_split("POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n 9\r\n\r\nxxxxxxxxx", 400,
+                     "bad_request");
+}
+
+/* RFC 9112 §3.2: a request with more than one Host, or an invalid one, gets 400. */
+static void test_bad_host_headers_are_refused(void) {
+  expect_error_split("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "bad_host");
+  expect_error_split("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400, "bad_host");
+  expect_error_split("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "bad_host");
+  expect_error_split("GET / HTTP/1.1\r\nHost:\r\n\r\n", 400, "bad_host");
+  expect_error_split("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "bad_host");
+  expect_error_split("GET / HTTP/1.0\r\nHost: a@b\r\n\r\n", 400, "bad_host");
+  /* Well-formed hosts still pass: names, ports, IPv4 and IPv6 literals. */
+  const char *good[] = {"example.com", "example.com:8080", "127.0.0.1:8000", "[::1]:8000",
+                        "a-b.c_d"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    char req[200];
+    snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", good[i]);
+    lh_http_t h;
+    lh_http_init(&h, &limits);
+    size_t used;
+    LH_CHECK_INT(feed_all(&h, req, &used), LH_HTTP_REQUEST);
+    lh_http_free(&h);
+  }
+}
+
+/* Found by tests/fuzz/fuzz_http: a first read of just "PRI" was taken for the HTTP/2 preface and
+ * closed, while the same bytes in one read were a 400. */
+static void test_a_short_read_of_pri_is_not_the_preface(void) {
+  const char *req = "PRIT /c HTTP/1.1\r\nHost: t\r\n\r\n";
+  expect_error_split(req, 400, "bad_request");
+  lh_http_t h;
+  lh_http_init(&h, &limits);
+  size_t used;
+  LH_CHECK_INT(lh_http_feed(&h, req, 3, &used), LH_HTTP_NEED_MORE);
+  LH_CHECK_INT(lh_http_feed(&h, req + 3, strlen(req) - 3, &used), LH_HTTP_ERROR);
+  LH_CHECK_INT(h.err_status, 400);
+  lh_http_free(&h);
+}
+
 int main(void) {
   LH_RUN(test_simple_get);
   LH_RUN(test_split_across_reads);
@@ -271,5 +355,10 @@ int main(void) {
   LH_RUN(test_upgrade_is_served_as_http11);
   LH_RUN(test_chunked_trailers_are_dropped);
   LH_RUN(test_error_is_sticky);
+  LH_RUN(test_bare_cr_in_header_is_refused);
+  LH_RUN(test_empty_header_name_is_refused);
+  LH_RUN(test_fold_after_empty_value_is_refused);
+  LH_RUN(test_bad_host_headers_are_refused);
+  LH_RUN(test_a_short_read_of_pri_is_not_the_preface);
   return lh_test_done();
 }

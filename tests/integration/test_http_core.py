@@ -113,8 +113,20 @@ def test_expect_other_than_continue_is_417(host):
     b"GET /healthz HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n",
     # bad chunk size
     b"POST /json HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    # a bare CR ending a header line (CVE-2023-30589): the hidden Content-Length must not frame
+    b"POST /json HTTP/1.1\r\nHost: t\r\nX:\rxContent-Length: 5\r\n\r\nhello",
+    # an empty header name
+    b"POST /json HTTP/1.1\r\nHost: t\r\n: chunked\r\n\r\n",
+    # an obs-fold continuing an empty value
+    b"POST /json HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+    b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Length:\r\n 2\r\n\r\n{}",
+    # two Host headers, an invalid one, an empty one
+    b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost:\r\n\r\n",
 ], ids=["cl+te", "dup-cl", "bad-cl", "negative-cl", "bad-te", "te-not-last", "garbage",
-        "space-in-name", "bad-chunk"])
+        "space-in-name", "bad-chunk", "bare-cr", "empty-name", "fold-te", "fold-cl", "two-hosts",
+        "host-space", "host-empty"])
 def test_framing_errors_are_400_and_close(host, req):
     data = raw(host.port, req + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
     rs = parse_all(data)
@@ -362,6 +374,17 @@ def test_the_application_section_is_checked_as_data(tmp_path):
     p = subprocess.run([BINARY, "--check"], env=dict(env, LUAHOST_APP_FLAG="off"), cwd=ROOT,
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 0, p.stderr
+
+
+def test_a_second_host_on_a_served_address_refuses_to_start(start_host):
+    h = start_host("runtime", workers=2)
+    env = dict(h.env)
+    p = subprocess.run([BINARY], env=env, cwd=ROOT, capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0
+    assert "already served by another process" in p.stderr
+    # The first host still has every connection.
+    for _ in range(10):
+        assert h.get("/healthz").status == 200
 
 
 def test_several_workers_share_the_port(start_host):
