@@ -5,6 +5,7 @@
  * instruction limit), and LUAHOST_<OPTION> environment variables. Every value is validated as it is
  * applied, so an error names the option and the source it came from. */
 #include "config.h"
+#include "buf.h"
 #include "lh.h"
 
 #include <arpa/inet.h>
@@ -106,8 +107,6 @@ static const lh_opt_t lh_options[] = {
     OPT_INT(db_queue, 1, 1000000, 256, 0, "database jobs that may wait (503 beyond)"),
     OPT_INT(hash_threads, 1, 256, 2, 0, "threads of the password hashing pool"),
     OPT_INT(hash_queue, 1, 1000000, 64, 0, "hashing jobs that may wait (503 beyond)"),
-    OPT_INT(test_pool_threads, 0, 256, 0, 0, "threads of a \"test\" pool; 0 = no such pool"),
-    OPT_INT(test_pool_queue, 0, 1000000, 0, 0, "jobs that may wait in the \"test\" pool"),
     /* database */
     OPT_STR(mongodb_uri, "mongodb://127.0.0.1:27017", NULL, 0, "MongoDB connection string"),
     OPT_STR(db, "mydatabase", NULL, 0, "database name"),
@@ -363,6 +362,7 @@ void lh_config_defaults(lh_config_t *cfg) {
       break;
     }
   }
+  snprintf(cfg->app_json, sizeof cfg->app_json, "{}");
   snprintf(cfg->source, sizeof cfg->source, "defaults");
 }
 
@@ -631,6 +631,33 @@ static int lh_config_env(lh_config_t *cfg, char *err, size_t errlen) {
   return 0;
 }
 
+/* The legacy user-service options as the app section, under their own names (scripts read them as
+ * luahost.config.app.<name>). */
+static int lh_config_app_json(lh_config_t *cfg, char *err, size_t errlen) {
+  lh_buf_t b;
+  lh_buf_init(&b);
+  lh_buf_puts(&b, "{\"users_collection\":");
+  lh_buf_put_json_string(&b, cfg->users_collection, strlen(cfg->users_collection));
+  lh_buf_puts(&b, ",\"admin_username\":");
+  lh_buf_put_json_string(&b, cfg->admin_username, strlen(cfg->admin_username));
+  lh_buf_puts(&b, ",\"admin_password\":");
+  lh_buf_put_json_string(&b, cfg->admin_password, strlen(cfg->admin_password));
+  lh_buf_printf(&b,
+                ",\"admin_userage\":%d,\"login_max_per_pair\":%d,\"login_max_per_user\":%d,"
+                "\"login_max_per_addr\":%d,\"login_window_s\":%d}",
+                cfg->admin_userage, cfg->login_max_per_pair, cfg->login_max_per_user,
+                cfg->login_max_per_addr, cfg->login_window_s);
+  int ok = !b.failed && b.len < sizeof(cfg->app_json);
+  if (ok)
+    memcpy(cfg->app_json, b.data, b.len + 1);
+  lh_buf_free(&b);
+  if (!ok) {
+    lh_errf(err, errlen, "app: the application settings are too large");
+    return LH_EINVAL;
+  }
+  return 0;
+}
+
 /* ---- loading ----------------------------------------------------------------------------- */
 
 int lh_config_load(lh_config_t *cfg, const char *path, char *err, size_t errlen) {
@@ -656,7 +683,10 @@ int lh_config_load(lh_config_t *cfg, const char *path, char *err, size_t errlen)
       return LH_EINVAL;
     snprintf(cfg->source, sizeof cfg->source, "%s", path);
   }
-  return lh_config_env(cfg, err, errlen);
+  int rc = lh_config_env(cfg, err, errlen);
+  if (rc == 0)
+    rc = lh_config_app_json(cfg, err, errlen);
+  return rc;
 }
 
 int lh_config_check_secrets(const lh_config_t *cfg, char *err, size_t errlen) {

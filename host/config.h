@@ -36,7 +36,6 @@ typedef struct lh_config_s {
   /* job pools */
   int db_threads, db_queue;
   int hash_threads, hash_queue;
-  int test_pool_threads, test_pool_queue; /* a "test" pool, only when test_pool_threads > 0 */
   /* database */
   char mongodb_uri[1024];
   char db[128];
@@ -62,6 +61,9 @@ typedef struct lh_config_s {
   int n_trusted_proxies;
   char cors_origins[LH_MAX_LIST][256];
   int n_cors_origins;
+  /* the application's own section, as a JSON object ("{}" when absent), handed to scripts
+   * read-only as luahost.config.app; the legacy user-service options are mapped into it */
+  char app_json[8192];
   /* where each value came from, for messages */
   char source[1024];
 } lh_config_t;

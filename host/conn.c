@@ -63,6 +63,7 @@ static void unlink_conn(lh_conn_t *c) {
   if (c->next)
     c->next->prev = c->prev;
   c->prev = c->next = NULL;
+  lh_worker_check_stopped(c->w);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -290,6 +291,18 @@ static void send_error(lh_conn_t *c, int status, const char *message, const char
   lh_buf_free(&body);
 }
 
+/* Answers with the error kind `name` (host/response.c: status, code, message, Retry-After). */
+static void send_error_kind(lh_conn_t *c, const char *name) {
+  const lh_error_kind_t *k = lh_error_kind(name);
+  lh_buf_t body, extra;
+  lh_buf_init(&body);
+  lh_buf_init(&extra);
+  lh_error_kind_write(k, &body, &extra);
+  send_response(c, k->status, NULL, extra.data, extra.len, body.data, body.len);
+  lh_buf_free(&body);
+  lh_buf_free(&extra);
+}
+
 /* Appends "Name: GET, HEAD, ...\r\n" for the methods in the bit set (1 << lh_method_t). */
 static void methods_header(lh_buf_t *b, const char *name, unsigned allowed) {
   lh_buf_puts(b, name);
@@ -338,7 +351,7 @@ static void serve_metrics(lh_conn_t *c) {
                 "# HELP luahost_connections Open client connections.\n"
                 "# TYPE luahost_connections gauge\nluahost_connections %d\n",
                 atomic_load(&srv->connections));
-  static const char *const pools[] = {"db", "hash", "test"};
+  static const char *const pools[] = {"db", "hash"};
   lh_buf_puts(&b, "# HELP luahost_pool_queued Jobs waiting for a pool thread.\n"
                   "# TYPE luahost_pool_queued gauge\n");
   for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
@@ -388,13 +401,11 @@ static int serve_reserved(lh_conn_t *c, int method) {
     send_response(c, 200, NULL, NULL, 0, ok, sizeof(ok) - 1);
   } else if (which == 2) {
     if (atomic_load(&c->w->srv->draining)) {
-      send_error(c, 503, "Shutting down", "draining", "Retry-After: 1\r\n");
+      send_error_kind(c, "draining");
     } else if (!atomic_load(&c->w->srv->started)) {
-      send_error(c, 503, "Starting: the start-up hooks have not finished", "starting",
-                 "Retry-After: 1\r\n");
+      send_error_kind(c, "starting");
     } else if (!atomic_load(&c->w->srv->db_ok)) {
-      send_error(c, 503, "The database does not answer", "database_unavailable",
-                 "Retry-After: 1\r\n");
+      send_error_kind(c, "database_unavailable");
     } else {
       char body[200];
       int n = snprintf(body, sizeof(body),
@@ -769,11 +780,9 @@ void lh_conn_on_connection(uv_stream_t *listener, int status) {
   describe_peer(c);
   int max = w->srv->cfg->max_connections;
   if (max > 0 && atomic_load(&w->srv->connections) > max) {
-    static const char busy[] = "{\"message\":\"Too many connections\",\"response_status\":false,"
-                               "\"response_data\":{\"code\":\"too_many_connections\"}}";
     c->close_after_write = 1;
     assign_request_id(c);
-    send_response(c, 503, NULL, "Retry-After: 1\r\n", 16, busy, sizeof(busy) - 1);
+    send_error_kind(c, "too_many_connections");
     return;
   }
   process(c);

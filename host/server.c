@@ -107,23 +107,27 @@ static void worker_finish(lh_worker_t *w) {
   }
 }
 
-static void on_grace_over(lh_worker_t *w) {
-  lh_warn("worker %d: shutdown grace period over: closing connections, waking sleepers", w->id);
-  lh_conn_close_all(w);
-  lh_sched_cancel_sleeps();
+/* Shutdown ends when nothing is left: no connection, no task on the VM, no database probe in
+ * flight (it will post to this loop's completion queue). Checked on every event that removes one
+ * of them (a connection unlinked, the VM going idle, a probe done) rather than polled. */
+void lh_worker_check_stopped(lh_worker_t *w) {
+  if (!w->stopping || w->finished || w->conns || lh_vm_busy(w->vm) || w->probe_running)
+    return;
+  w->finished = 1;
+  worker_finish(w);
 }
 
-static void on_stop_tick(uv_timer_t *t) {
+static void on_vm_idle(void *ud) {
+  lh_worker_check_stopped(ud);
+}
+
+static void on_grace_over(uv_timer_t *t) {
   lh_worker_t *w = t->data;
-  /* A database probe in flight will post to this loop's completion queue: wait for it too. */
-  if (!w->conns && !lh_vm_busy(w->vm) && !w->probe_running) {
-    worker_finish(w);
-    return;
-  }
-  if (w->stopping == 1 && uv_now(&w->loop) >= w->grace_deadline) {
-    w->stopping = 2;
-    on_grace_over(w);
-  }
+  w->stopping = 2;
+  lh_warn("worker %d: shutdown grace period over: closing connections, waking sleepers", w->id);
+  lh_conn_close_all(w);
+  lh_vm_cancel(w->vm);
+  lh_worker_check_stopped(w);
 }
 
 static void on_wakeup(uv_async_t *a) {
@@ -134,8 +138,8 @@ static void on_wakeup(uv_async_t *a) {
   if (w->listener_open && !uv_is_closing((uv_handle_t *)&w->listener))
     uv_close((uv_handle_t *)&w->listener, close_cb_noop);
   lh_conn_close_idle(w);
-  w->grace_deadline = uv_now(&w->loop) + (uint64_t)w->srv->cfg->shutdown_grace_ms;
-  uv_timer_start(&w->grace, on_stop_tick, 0, 20);
+  uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->srv->cfg->shutdown_grace_ms, 0);
+  lh_worker_check_stopped(w);
 }
 
 #define LH_START_RETRY_MS 5000
@@ -160,9 +164,11 @@ static void probe_done(lh_job_t *job) {
   lh_server_t *srv = p->w->srv;
   if (atomic_exchange(&srv->db_ok, ok) != ok)
     lh_log(ok ? LH_LOG_INFO : LH_LOG_WARN, "database %s", ok ? "answers" : "does not answer");
-  p->w->probe_running = 0;
+  lh_worker_t *w = p->w;
+  w->probe_running = 0;
   lh_mongo_req_destroy(&p->req);
   free(p);
+  lh_worker_check_stopped(w);
 }
 
 static void on_db_probe(uv_timer_t *t) {
@@ -252,6 +258,7 @@ static void worker_main(void *arg) {
     return;
   }
   uv_sem_post(&w->started);
+  lh_vm_on_idle(w->vm, on_vm_idle, w);
   if (w->id == 0) {
     uv_timer_start(&w->db_probe, on_db_probe, 0, LH_DB_PROBE_MS);
     if (lh_vm_has_start_hooks(w->vm))

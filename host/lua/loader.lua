@@ -17,12 +17,6 @@ local validate = require "luahost.validate"
 
 local M = {}
 
-local HOST_MODULES = {
-  ["luahost"] = true, ["luahost.json"] = true, ["luahost.log"] = true,
-  ["luahost.response"] = true, ["luahost.validate"] = true, ["luahost.mongo"] = true,
-  ["luahost.password"] = true, ["luahost.jwt"] = true, ["luahost.ratelimit"] = true,
-}
-
 local METHODS = { GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
                   OPTIONS = true }
 local ROUTE_KEYS = { method = true, path = true, handler = true, policy = true, query = true,
@@ -69,7 +63,7 @@ end
 -- The sandbox: allow-listed globals, copies of the libraries so scripts cannot change what the
 -- host itself uses, no bytecode, no file or process access, and a read-only global table whose
 -- unknown names are errors (a typo fails loudly instead of reading nil).
-local function make_env(host_require, script_require, label)
+local function make_env(host_require, host_modules, script_require, label)
   local co = copy(coroutine)
   local resume = coroutine.resume
   co.resume = function(c, ...)
@@ -101,7 +95,7 @@ local function make_env(host_require, script_require, label)
   local host_views = {}
   env.require = function(name)
     if type(name) ~= "string" then error("require: module name must be a string", 2) end
-    if HOST_MODULES[name] then
+    if host_modules[name] then
       local view = host_views[name]
       if not view then
         view = readonly(host_require(name), name)
@@ -202,8 +196,10 @@ local function check_policy(name, p, file)
 end
 
 -- files: path -> source; order: sorted list of paths; label: the scripts directory as shown in
--- messages; host_require: the host's require. Returns a generation table or raises a message.
-function M.load(files, order, label, host_require)
+-- messages; host_require: the host's require; host_modules: { [name] = true } for the modules
+-- scripts may require (the C module registry decides, lua-bindings/register.c). Returns a
+-- generation table or raises a message.
+function M.load(files, order, label, host_require, host_modules)
   local loaded, loading = {}, {}
   local env
   local function script_require(name, level)
@@ -228,7 +224,7 @@ function M.load(files, order, label, host_require)
     loaded[name] = res
     return res
   end
-  env = make_env(host_require, script_require, label)
+  env = make_env(host_require, host_modules, script_require, label)
 
   local gen = { routes = {}, policies = {}, authenticate = nil, files = #order,
                 on_start = {}, commands = {} }

@@ -89,8 +89,7 @@ static void test_defaults(void) {
   LH_CHECK_INT(c.db_queue, 256);
   LH_CHECK_INT(c.hash_threads, 2);
   LH_CHECK_INT(c.hash_queue, 64);
-  LH_CHECK_INT(c.test_pool_threads, 0);
-  LH_CHECK_INT(c.test_pool_queue, 0);
+  LH_CHECK_STR(c.app_json, "{}");
   LH_CHECK_STR(c.mongodb_uri, "mongodb://127.0.0.1:27017");
   LH_CHECK_STR(c.db, "mydatabase");
   LH_CHECK_STR(c.users_collection, "users");

@@ -285,7 +285,7 @@ def p99(xs):
 
 def test_pool_runs_n_jobs_in_parallel_queues_extra_and_overflows_with_503(start_host):
     h = start_host("runtime", env={"LUAHOST_TEST_POOL_THREADS": "4", "LUAHOST_TEST_POOL_QUEUE": "4"},
-                   workers=1)
+                   workers=1, test_host=True)
     health = []
     stop = [False]
 
