@@ -9,10 +9,12 @@
 -- A module contributes to the generation by returning a table with any of:
 --   routes = { {method=..., path=..., handler=..., policy=..., query=..., body=..., accepts=...}, ... }
 --   policies = { name = function(user, req) ... end | { authenticated = bool, allow = function } }
---   authenticate = function(req) -> user | nil, status_or_err, code, message
+-- and the application's hooks, each defined by one module only (by convention scripts/app.lua):
+--   authenticate = function(req) -> user | nil, code, message
 --   on_start = function() -> true | nil, err   (run once per process after start; may yield)
 --   commands = { name = function(args) -> result_table | nil, err }   (`luahost NAME`)
--- Any other module is a helper that other scripts require.
+-- Handlers, policies and authenticate share one convention (luahost.runtime: the value, or nil,
+-- code, message). Any other module is a helper that other scripts require.
 local validate = require "luahost.validate"
 
 local M = {}
@@ -192,7 +194,8 @@ local function check_policy(name, p, file)
   if p.allow ~= nil and type(p.allow) ~= "function" then
     return nil, file .. ": policy '" .. name .. "': 'allow' must be a function"
   end
-  return { authenticated = p.authenticated and true or false, allow = p.allow }
+  return { authenticated = p.authenticated and true or false, allow = p.allow,
+           where = p.allow and where_of(p.allow) or file }
 end
 
 -- files: path -> source; order: sorted list of paths; label: the scripts directory as shown in
@@ -228,10 +231,19 @@ function M.load(files, order, label, host_require, host_modules)
 
   local gen = { routes = {}, policies = {}, authenticate = nil, files = #order,
                 on_start = {}, commands = {} }
-  local command_file = {}
-  gen.policies.public = { authenticated = false }
+  gen.policies.public = { authenticated = false, where = "(built-in)" }
   local policy_file = { public = "(built-in)" }
-  local auth_file
+  -- Each hook has one home: a second module defining it is refused, naming both places.
+  local hook_at = {}
+  local function define_hook(hook, file, fn)
+    local at = where_of(fn)
+    if at:sub(1, #file + 1) ~= file .. ":" then at = file .. " (the function at " .. at .. ")" end
+    if hook_at[hook] then
+      error(at .. ": '" .. hook .. "' is already defined at " .. hook_at[hook] ..
+            " (each application hook is defined once, by convention in app.lua)", 0)
+    end
+    hook_at[hook] = at
+  end
   for _, path in ipairs(order) do
     local name = path:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
     local mod = script_require(name, 1)
@@ -262,30 +274,28 @@ function M.load(files, order, label, host_require, host_modules)
         if type(mod.authenticate) ~= "function" then
           error(file .. ": 'authenticate' must be a function", 0)
         end
-        if auth_file then
-          error(file .. ": 'authenticate' is already defined in " .. auth_file, 0)
-        end
-        gen.authenticate, auth_file = mod.authenticate, file
+        define_hook("authenticate", file, mod.authenticate)
+        gen.authenticate, gen.authenticate_where = mod.authenticate, where_of(mod.authenticate)
       end
       if mod.on_start ~= nil then
         if type(mod.on_start) ~= "function" then
           error(file .. ": 'on_start' must be a function", 0)
         end
-        gen.on_start[#gen.on_start + 1] = { fn = mod.on_start, where = file }
+        define_hook("on_start", file, mod.on_start)
+        gen.on_start[1] = { fn = mod.on_start, where = file }
       end
       if mod.commands ~= nil then
         if type(mod.commands) ~= "table" then error(file .. ": 'commands' must be a table", 0) end
+        local first
         for cname, fn in pairs(mod.commands) do
           if type(cname) ~= "string" or not cname:match("^[%a_][%w_%-]*$") or
              type(fn) ~= "function" then
             error(file .. ": 'commands' must map names to functions", 0)
           end
-          if command_file[cname] then
-            error(file .. ": command '" .. cname .. "' is already defined in " ..
-                  command_file[cname], 0)
-          end
-          gen.commands[cname], command_file[cname] = fn, file
+          first = first or fn
         end
+        if first then define_hook("commands", file, first) end
+        for cname, fn in pairs(mod.commands) do gen.commands[cname] = fn end
       end
     end
   end

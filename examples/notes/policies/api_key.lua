@@ -11,7 +11,7 @@ return {
   authenticate = function(req)
     local key = req.headers["x-api-key"]
     local who = key and KEYS[key]
-    if not who then return nil, 401, "invalid_api_key", "Send a valid X-Api-Key header" end
+    if not who then return nil, "invalid_api_key", "Send a valid X-Api-Key header" end
     return who
   end,
   policies = {
