@@ -46,6 +46,16 @@ int lh_method_parse(const char *s, size_t len) {
   return -1;
 }
 
+int lh_path_reserved(const char *path) {
+  static const char *const reserved[] = {"/healthz", "/readyz", "/metrics", "/admin"};
+  for (size_t i = 0; i < LH_ARRAY_SIZE(reserved); i++) {
+    size_t n = strlen(reserved[i]);
+    if (strncmp(path, reserved[i], n) == 0 && (path[n] == '\0' || path[n] == '/'))
+      return 1;
+  }
+  return 0;
+}
+
 const char *lh_method_name(lh_method_t m) {
   if ((int)m < 0 || m >= LH_M__COUNT)
     return "?";

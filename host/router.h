@@ -40,6 +40,10 @@ typedef struct {
 int lh_method_parse(const char *s, size_t len);
 const char *lh_method_name(lh_method_t m);
 
+/* 1 when path is one the host answers itself (/healthz, /readyz, /metrics, /admin and below), so
+ * scripts may not declare it; else 0. */
+int lh_path_reserved(const char *path);
+
 int lh_router_create(lh_router_t **out);
 void lh_router_free(lh_router_t *r);
 /* Adds method + pattern -> route_id (>= 0). Returns LH_EINVAL for a malformed pattern (must start

@@ -41,8 +41,11 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-/* Adds the generation's routes (the table at the top of the stack) to the C router. The loader has
- * checked their shape; the router owns what it alone can check (paths, conflicts). */
+/* Checks the generation's routes (the table at the top of the stack) and adds them to the C
+ * router: the one owner of route checks. The loader checks what only Lua can (a handler function,
+ * the keys, the schemas, the policy); the method list, reserved paths, the path's shape and
+ * conflicts are decided here, by the router's own rules, and reported at the handler's file and
+ * line. */
 static int add_routes(lh_vm_t *vm, char *err, size_t errlen) {
   lua_State *L = vm->L;
   int nroutes = (int)lua_objlen(L, -1);
@@ -53,16 +56,24 @@ static int add_routes(lh_vm_t *vm, char *err, size_t errlen) {
     lua_getfield(L, -3, "where");
     const char *method = lua_tostring(L, -3), *path = lua_tostring(L, -2);
     const char *where = lua_tostring(L, -1);
-    char rerr[256];
+    char why[256] = "";
     int m = lh_method_parse(method, strlen(method));
-    int rc =
-        m < 0 ? LH_EINVAL : lh_router_add(vm->router, (lh_method_t)m, path, i, rerr, sizeof(rerr));
-    if (rc != 0) {
-      snprintf(err, errlen, "%s: %s %s: %s", where, method, path, m < 0 ? "unknown method" : rerr);
-      lua_pop(L, 4);
-      return LH_EINVAL;
+    int rc = LH_EINVAL;
+    if (m < 0) {
+      size_t pos = (size_t)snprintf(why, sizeof(why), "'method' must be one of");
+      for (int k = 0; k < LH_M__COUNT && pos < sizeof(why); k++)
+        pos += (size_t)snprintf(why + pos, sizeof(why) - pos, "%s%s", k ? ", " : " ",
+                                lh_method_name((lh_method_t)k));
+    } else if (lh_path_reserved(path)) {
+      snprintf(why, sizeof(why), "path '%s' is reserved for the host", path);
+    } else {
+      rc = lh_router_add(vm->router, (lh_method_t)m, path, i, why, sizeof(why));
     }
     lua_pop(L, 4);
+    if (rc != 0) {
+      snprintf(err, errlen, "%s: route %s %s: %s", where, method, path, why);
+      return LH_EINVAL;
+    }
   }
   return 0;
 }

@@ -19,11 +19,8 @@ local validate = require "luahost.validate"
 
 local M = {}
 
-local METHODS = { GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
-                  OPTIONS = true }
 local ROUTE_KEYS = { method = true, path = true, handler = true, policy = true, query = true,
                      body = true, accepts = true, name = true, description = true }
-local RESERVED = { "/healthz", "/readyz", "/metrics", "/admin" }
 local ACCEPT_KINDS = { json = true, form = true }
 
 local function copy(t, except)
@@ -138,18 +135,11 @@ local function check_route(r, i, file)
   for k in pairs(r) do
     if not ROUTE_KEYS[k] then return nil, at .. ": unknown key '" .. tostring(k) .. "'" end
   end
-  if type(r.method) ~= "string" or not METHODS[r.method] then
-    return nil, at .. ": 'method' must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-  end
-  if type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" then
-    return nil, at .. ": 'path' must be a string starting with '/'"
-  end
-  for _, p in ipairs(RESERVED) do
-    local n = #p
-    if r.path == p or r.path:sub(1, n + 1) == p .. "/" then
-      return nil, at .. ": path '" .. r.path .. "' is reserved for the host"
-    end
-  end
+  -- Which methods exist, which paths the host keeps and what a path may look like are the C
+  -- router's rules (host/router.c), checked when the routes are added (host/vm.c): here only the
+  -- Lua types.
+  if type(r.method) ~= "string" then return nil, at .. ": 'method' must be a string" end
+  if type(r.path) ~= "string" then return nil, at .. ": 'path' must be a string" end
   if r.policy ~= nil and type(r.policy) ~= "string" then
     return nil, at .. ": 'policy' must be the name of a policy"
   end
