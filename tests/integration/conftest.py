@@ -58,7 +58,7 @@ class Host:
             "LUAHOST_JWT_SECRET": TEST_SECRET,
             "LUAHOST_LOG_LEVEL": "info",
             "LUAHOST_DB_TIMEOUT_MS": "3000",
-            # Tests may lower hashing cost (ARCHITECTURE §8), except the ones that measure it.
+            # Tests may lower hashing cost, except the ones that measure it.
             "LUAHOST_ARGON2_T": "1",
             "LUAHOST_ARGON2_M_KIB": "8192",
             "LUAHOST_BCRYPT_COST": "4",

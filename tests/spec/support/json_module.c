@@ -1,6 +1,6 @@
 /* json_module.c: turns the host's JSON code into a loadable Lua C module,
  * build/lua/luahost/json.so, so busted specs `require "luahost.json"` and test the real
- * implementation (ARCHITECTURE §8).
+ * implementation.
  *
  * luaopen_luahost_json lives in host/json.c inside the static lh_core library. A linker only
  * pulls an archive member in when something references it, so this file takes the address of the
