@@ -249,6 +249,7 @@ static void idle_check(lh_vm_t *vm) {
 static void finish_request(lh_vtask_t *vt) {
   lh_vm_t *vm = vt->vm;
   lh_exchange_t *ex = vt->ex;
+  lh_vm_request_over(vt->req_handle);
   lh_vtask_release(vt);
   ex->done(ex);
   idle_check(vm);
@@ -331,6 +332,6 @@ void lh_vm_dispatch(lh_vm_t *vm, lh_exchange_t *ex) {
   lua_State *co = vt->task.co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, vm->run_ref);
   lua_pushinteger(co, ex->match.route_id);
-  lh_vm_push_request(co, ex);
+  vt->req_handle = lh_vm_push_request(co, ex);
   lh_vtask_start(vt, 2);
 }

@@ -10,6 +10,8 @@
 #include "scheduler.h"
 #include "vm.h"
 
+typedef struct lh_req_handle_s lh_req_handle_t;
+
 struct lh_vm_s {
   lua_State *L;
   const lh_config_t *cfg;
@@ -33,6 +35,7 @@ typedef struct {
   lh_task_t task;
   lh_vm_t *vm;
   lh_exchange_t *ex; /* NULL for a hook */
+  lh_req_handle_t *req_handle;
   lh_vm_hook_cb hook_cb;
   void *hook_ud;
   int co_ref;
@@ -44,8 +47,10 @@ lh_vtask_t *lh_vtask_new(lh_vm_t *vm);
 void lh_vtask_start(lh_vtask_t *vt, int nargs);
 void lh_vtask_release(lh_vtask_t *vt);
 
-/* vm_request.c: pushes the request table for ex onto co. */
-void lh_vm_push_request(lua_State *co, const lh_exchange_t *ex);
+/* vm_request.c: pushes the request table for ex onto co; the handle lets lazy fields read ex until
+ * lh_vm_request_over (called when the task finishes). */
+lh_req_handle_t *lh_vm_push_request(lua_State *co, const lh_exchange_t *ex);
+void lh_vm_request_over(lh_req_handle_t *h);
 
 /* vm_response.c: turns the handler's `status, body, headers` on co's stack into ex's response; on
  * failure writes why into `why` and returns LH_EINVAL or LH_ENOMEM. */

@@ -140,26 +140,12 @@ local function validate_input(route, req, body_errors)
   return nil
 end
 
--- req.query of a route without a query schema: decoded from the query string when first read.
-local LAZY_QUERY = {
-  __index = function(req, k)
-    if k ~= "query" then return nil end
-    local q = core.form_decode(rawget(req, "query_string")) or {}
-    rawset(req, "query", q)
-    return q
-  end,
-}
-
 function M.new(gen)
   local routes = gen.routes
   return function(index, req)
     tasks[running()] = true
     local route = routes[index]
     req.route = route.name
-    if not route.query and req.query_string then
-      -- Routes without a query schema still see their parameters, decoded on first use.
-      setmetatable(req, LAZY_QUERY)
-    end
     local decoded, body_errors = decode_body(route, req)
     if decoded == nil then return unpack(body_errors, 1, 3) end
     local status, body, headers = run_policy(gen, route, req)
