@@ -154,7 +154,12 @@ function M.new(gen)
     if status then return status, body, headers end
     status, body, headers = route.handler(req)
     if status == nil then
-      -- `return nil, err` from a handler: a runtime outcome such as a database outage.
+      -- `return nil, err` from a handler: a runtime outcome such as a database outage. A code the
+      -- error-kind table does not know is a 500; the client never sees it, the log does.
+      if not errors.kind(body) then
+        log.error("route " .. route.name .. ": the handler failed: " .. tostring(body) ..
+                  " (request " .. tostring(req.id) .. ")")
+      end
       return error_response(body)
     end
     return status, body, headers
