@@ -54,7 +54,6 @@ static void push_headers(lua_State *co, const lh_request_t *req) {
   }
 }
 
-
 /* The lazy fields' source: the exchange while its task runs, NULL after. */
 struct lh_req_handle_s {
   const lh_exchange_t *ex;
