@@ -176,6 +176,36 @@ static void test_lazy_request_fields(void) {
   lh_vm_free(vm);
 }
 
+/* The hook convention: the value, or nil, code, message; a known runtime code answers with its
+ * kind's status, any other code with the hook's own (403 for a policy). */
+static void test_policy_refusals_follow_one_convention(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  lh_loopback_t lb;
+  dispatch(vm, &lb, "/p/retry");
+  LH_CHECK_INT(lb.ex.status, 503);
+  LH_CHECK(body_has(&lb, "\"code\":\"service_unavailable\""));
+  lh_buf_putc(&lb.ex.headers, '\0');
+  LH_CHECK(strstr(lb.ex.headers.data, "Retry-After: 5\r\n") != NULL);
+  free_lb(&lb);
+  dispatch(vm, &lb, "/p/own");
+  LH_CHECK_INT(lb.ex.status, 403);
+  LH_CHECK(body_has(&lb, "\"code\":\"no_entry\""));
+  LH_CHECK(body_has(&lb, "\"message\":\"Closed\""));
+  free_lb(&lb);
+  dispatch(vm, &lb, "/p/default");
+  LH_CHECK_INT(lb.ex.status, 403);
+  LH_CHECK(body_has(&lb, "\"code\":\"forbidden\""));
+  free_lb(&lb);
+  /* the deprecated shape nil, status, code, message still works */
+  dispatch(vm, &lb, "/p/legacy");
+  LH_CHECK_INT(lb.ex.status, 418);
+  LH_CHECK(body_has(&lb, "\"code\":\"teapot\""));
+  free_lb(&lb);
+  lh_vm_free(vm);
+}
+
 static void test_budget_exceeded(void) {
   lh_vm_t *vm = make_vm();
   if (!vm)
@@ -266,15 +296,29 @@ int main(void) {
   snprintf(sub, sizeof(sub), "%s/routes", dir);
   mkdir(sub, 0700);
   write_file("app.lua", "return {\n  on_start = function() return true end,\n}\n");
+  snprintf(sub, sizeof(sub), "%s/policies", dir);
+  mkdir(sub, 0700);
+  write_file("policies/p.lua",
+             "return { policies = {\n"
+             "  p_retry = function() return nil, 'unavailable' end,\n"
+             "  p_own = function() return nil, 'no_entry', 'Closed' end,\n"
+             "  p_default = function() return false end,\n"
+             "  p_legacy = function() return false, 418, 'teapot', 'Short and stout' end,\n"
+             "} }\n");
   write_file("routes/t.lua",
              "local core = require 'luahost'\n"
              "local response = require 'luahost.response'\n"
              "local vmtest = require 'luahost.vmtest'\n"
              "local stash\n"
+             "local function ok() return response.ok('ok') end\n"
              "return { routes = {\n"
              "  { method = 'GET', path = '/hello/{name}', handler = function(req)\n"
              "      return response.ok('hi', { name = req.params.name }) end },\n"
              "  { method = 'GET', path = '/spin', handler = function() while true do end end },\n"
+             "  { method = 'GET', path = '/p/retry', policy = 'p_retry', handler = ok },\n"
+             "  { method = 'GET', path = '/p/own', policy = 'p_own', handler = ok },\n"
+             "  { method = 'GET', path = '/p/default', policy = 'p_default', handler = ok },\n"
+             "  { method = 'GET', path = '/p/legacy', policy = 'p_legacy', handler = ok },\n"
              "  { method = 'GET', path = '/job', handler = function()\n"
              "      return response.ok('job', { worked = vmtest.job() }) end },\n"
              "  { method = 'GET', path = '/echo', handler = function(req)\n"
@@ -298,6 +342,7 @@ int main(void) {
 
   LH_RUN(test_route_answers);
   LH_RUN(test_lazy_request_fields);
+  LH_RUN(test_policy_refusals_follow_one_convention);
   LH_RUN(test_budget_exceeded);
   LH_RUN(test_task_woken_by_job);
   LH_RUN(test_cancel_wakes_sleepers);
