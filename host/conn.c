@@ -122,6 +122,7 @@ static void unlink_conn(lh_conn_t *c) {
   if (c->next)
     c->next->prev = c->prev;
   c->prev = c->next = NULL;
+  lh_worker_check_stopped(c->w);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -389,6 +390,21 @@ static void send_error(lh_conn_t *c, int status, const char *message, const char
   else
     send_response(c, status, NULL, extra, extra ? strlen(extra) : 0, body.data, body.len, NULL);
   lh_buf_free(&body);
+}
+
+/* Answers with the error kind `name` (host/response.c: status, code, message, Retry-After). */
+static void send_error_kind(lh_conn_t *c, const char *name) {
+  const lh_error_kind_t *k = lh_error_kind(name);
+  lh_buf_t body, extra;
+  lh_buf_init(&body);
+  lh_buf_init(&extra);
+  lh_error_kind_write(k, &body, &extra);
+  if (body.failed || extra.failed)
+    conn_close(c);
+  else
+    send_response(c, k->status, NULL, extra.data, extra.len, body.data, body.len, NULL);
+  lh_buf_free(&body);
+  lh_buf_free(&extra);
 }
 
 /* Appends "Name: GET, HEAD, ...\r\n" for the methods in the bit set (1 << lh_method_t). */
@@ -729,14 +745,7 @@ static void conn_start(lh_conn_t *c) {
   if (max > 0 && atomic_load(&w->srv->connections) > max) {
     c->flags |= LH_CONN_F_LAST;
     assign_request_id(c);
-    lh_buf_t body;
-    lh_buf_init(&body);
-    lh_envelope_error(&body, "Too many connections", "too_many_connections");
-    if (body.failed)
-      conn_close(c);
-    else
-      send_response(c, 503, NULL, "Retry-After: 1\r\n", 16, body.data, body.len, NULL);
-    lh_buf_free(&body);
+    send_error_kind(c, "too_many_connections");
     return;
   }
   process(c);

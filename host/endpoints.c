@@ -19,13 +19,23 @@ static void ok(lh_endpoint_answer_t *a, const char *message, const char *data, s
   lh_envelope(&a->body, 1, message, data, len);
 }
 
+/* A host condition from the one table of error kinds (response.c). */
+static void error_kind(lh_endpoint_answer_t *a, const char *name) {
+  const lh_error_kind_t *k = lh_error_kind(name);
+  const char *extra = NULL;
+  if (k->retry_after > 0) {
+    snprintf(a->extra_buf, sizeof(a->extra_buf), "Retry-After: %d\r\n", k->retry_after);
+    extra = a->extra_buf;
+  }
+  error(a, k->status, k->message, k->code, extra);
+}
+
 static void readyz(lh_endpoint_answer_t *a, lh_server_t *srv, const char *generation) {
   const char *message, *code;
   if (atomic_load(&srv->draining)) {
-    error(a, 503, "Shutting down", "draining", "Retry-After: 1\r\n");
+    error_kind(a, "draining");
   } else if (!atomic_load(&srv->started)) {
-    error(a, 503, "Starting: the start-up hooks have not finished", "starting",
-          "Retry-After: 1\r\n");
+    error_kind(a, "starting");
   } else if (!lh_ready_ok(&message, &code)) {
     error(a, 503, message, code, "Retry-After: 1\r\n");
   } else {
@@ -36,16 +46,13 @@ static void readyz(lh_endpoint_answer_t *a, lh_server_t *srv, const char *genera
   }
 }
 
-/* Pool gauges for the pools the host creates; a pool missing from the registry is skipped. */
+/* Gauges for every registered pool (the host's, and any a binding or a test build adds). */
 static void pool_gauges(lh_buf_t *b, const char *family, const char *help, int running) {
-  static const char *const pools[] = {"db", "hash", "test"};
   lh_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", family, help, family);
-  for (size_t i = 0; i < LH_ARRAY_SIZE(pools); i++) {
-    lh_pool_t *p = lh_pools_find(pools[i]);
-    if (p)
-      lh_buf_printf(b, "%s{pool=\"%s\"} %u\n", family, pools[i],
-                    running ? lh_pool_running(p) : lh_pool_queued(p));
-  }
+  lh_pool_t *p;
+  for (unsigned i = 0; (p = lh_pools_at(i)) != NULL; i++)
+    lh_buf_printf(b, "%s{pool=\"%s\"} %u\n", family, lh_pool_name(p),
+                  running ? lh_pool_running(p) : lh_pool_queued(p));
 }
 
 static void metrics(lh_endpoint_answer_t *a, lh_server_t *srv, const char *generation) {

@@ -12,9 +12,11 @@
 typedef struct {
   int status;
   const char *content_type; /* NULL: application/json */
-  const char *extra;        /* static header lines ("Retry-After: 1\r\n"), or NULL */
-  unsigned allow;           /* non-zero: answer 405 with these methods (1 << lh_method_t) */
-  lh_buf_t body;            /* the caller frees it; body.failed: out of memory */
+  const char *extra;        /* header lines ("Retry-After: 1\r\n"), or NULL; may point at
+                               extra_buf */
+  char extra_buf[32];
+  unsigned allow; /* non-zero: answer 405 with these methods (1 << lh_method_t) */
+  lh_buf_t body;  /* the caller frees it; body.failed: out of memory */
 } lh_endpoint_answer_t;
 
 /* Fills a (its body initialised here) for the reserved path `which` asked with `method` (an

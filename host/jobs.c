@@ -304,6 +304,13 @@ lh_pool_t *lh_pools_find(const char *name) {
   return found;
 }
 
+lh_pool_t *lh_pools_at(unsigned i) {
+  pthread_mutex_lock(&lh_pools_mu);
+  lh_pool_t *p = i < lh_npools ? lh_pools[i] : NULL;
+  pthread_mutex_unlock(&lh_pools_mu);
+  return p;
+}
+
 void lh_pools_destroy_all(void) {
   pthread_mutex_lock(&lh_pools_mu);
   unsigned n = lh_npools;

@@ -50,6 +50,8 @@ void lh_pool_destroy(lh_pool_t *pool);
 /* LH_EINVAL when the name is taken, LH_ELIMIT past 16 pools. The registry then owns the pool. */
 int lh_pools_register(lh_pool_t *pool);
 lh_pool_t *lh_pools_find(const char *name);
+/* The i-th registered pool in registration order, or NULL past the last (for metrics). */
+lh_pool_t *lh_pools_at(unsigned i);
 void lh_pools_destroy_all(void);
 
 #endif

@@ -3,8 +3,10 @@
  *   luahost --check [--config FILE]  load the configuration and scripts, report, exit
  *   luahost migrate [ARGS...]        run the scripts' "migrate" command (see scripts/lib)
  *   luahost command NAME [ARGS...]   run any command the scripts declare
- * Start-up order: configuration, logging, native bindings (secrets, hashing, database pool), job
- * pools, then the workers. Anything wrong stops the start with a message naming the cause. */
+ * Start-up order: configuration, logging, the registered modules' init (secrets, hashing, database
+ * pool), job pools, then the workers. Built twice: `luahost` (the product) and `luahost-test`
+ * (with LH_TEST_HOST: adds the test-only module of tests/host/, for the integration tests).
+ * Anything wrong stops the start with a message naming the cause. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +19,10 @@
 #include "log.h"
 #include "register.h"
 #include "server.h"
-#include "test_pool.h"
 #include "vm.h"
+#ifdef LH_TEST_HOST
+#include "test_module.h"
+#endif
 
 static int usage(void) {
   fprintf(stderr, "usage: luahost [--config FILE] [--check]\n"
@@ -88,8 +92,6 @@ static int create_pools(const lh_config_t *cfg, char *err, size_t errlen) {
   int rc = create_pool("db", cfg->db_threads, cfg->db_queue, err, errlen);
   if (rc == 0)
     rc = create_pool("hash", cfg->hash_threads, cfg->hash_queue, err, errlen);
-  if (rc == 0)
-    rc = lh_test_pool_create(err, errlen); /* test-only: see test_pool.h */
   return rc;
 }
 
@@ -118,6 +120,10 @@ int main(int argc, char **argv) {
     }
   }
   signal(SIGPIPE, SIG_IGN);
+#ifdef LH_TEST_HOST
+  /* luahost-test only: the module that lets integration tests hold pool threads. */
+  lh_modules_add(&lh_test_module);
+#endif
   static lh_config_t cfg;
   char err[1024] = "";
   if (lh_config_load(&cfg, config_path, err, sizeof(err)) != 0) {
@@ -137,11 +143,12 @@ int main(int argc, char **argv) {
   if (check) {
     /* Everything start-up would refuse: the bindings' settings (secrets, hashing parameters, the
      * database URI) and the scripts. */
-    if (lh_bindings_init(&cfg, err, sizeof(err)) != 0) {
+    if (lh_modules_init(&cfg, err, sizeof(err)) != 0) {
       fprintf(stderr, "luahost: configuration error: %s\n", err);
       return 1;
     }
-    lh_bindings_cleanup();
+    lh_modules_cleanup();
+    lh_pools_destroy_all(); /* pools a module's init created */
     lh_vm_t *vm;
     if (lh_vm_create(&vm, &cfg, NULL, NULL, err, sizeof(err)) != 0) {
       fprintf(stderr, "luahost: scripts rejected: %s\n", err);
@@ -153,18 +160,18 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  int rc = lh_bindings_init(&cfg, err, sizeof(err));
+  int rc = lh_modules_init(&cfg, err, sizeof(err));
   if (rc == 0)
     rc = create_pools(&cfg, err, sizeof(err));
   if (rc != 0) {
     lh_error("start-up failed: %s", err);
     lh_pools_destroy_all();
-    lh_bindings_cleanup();
+    lh_modules_cleanup();
     return 1;
   }
   if (command) {
     int code = run_command(&cfg, command, cmd_argc, cmd_argv);
-    lh_bindings_cleanup();
+    lh_modules_cleanup();
     return code;
   }
   static lh_server_t srv;
@@ -172,11 +179,11 @@ int main(int argc, char **argv) {
   if (rc != 0) {
     lh_error("start-up failed: %s", err);
     lh_pools_destroy_all();
-    lh_bindings_cleanup();
+    lh_modules_cleanup();
     return 1;
   }
   int code = lh_server_run(&srv);
   lh_pools_destroy_all();
-  lh_bindings_cleanup();
+  lh_modules_cleanup();
   return code;
 }

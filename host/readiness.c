@@ -105,8 +105,10 @@ static void check_done(lh_job_t *job) {
     publish(c, !job->cancelled && j->rc == 0);
     c->in_flight = 0;
   }
-  j->prober->running--;
+  lh_ready_prober_t *p = j->prober;
   free(j);
+  if (--p->running == 0 && p->on_idle)
+    p->on_idle(p->ud);
 }
 
 static void on_probe(uv_timer_t *t) {
@@ -137,8 +139,11 @@ static void on_probe(uv_timer_t *t) {
   }
 }
 
-void lh_ready_prober_init(lh_ready_prober_t *p, uv_loop_t *loop, lh_cq_t *cq) {
+void lh_ready_prober_init(lh_ready_prober_t *p, uv_loop_t *loop, lh_cq_t *cq,
+                          void (*on_idle)(void *ud), void *ud) {
   memset(p, 0, sizeof(*p));
+  p->on_idle = on_idle;
+  p->ud = ud;
   uv_timer_init(loop, &p->timer);
   p->timer.data = p;
   p->cq = cq;

@@ -32,9 +32,14 @@ typedef struct {
   lh_cq_t *cq;
   int running; /* jobs submitted and not yet done */
   int stopped;
+  void (*on_idle)(void *ud); /* called when the last job in flight is done */
+  void *ud;
 } lh_ready_prober_t;
 
-void lh_ready_prober_init(lh_ready_prober_t *p, uv_loop_t *loop, lh_cq_t *cq);
+/* on_idle (may be NULL) runs on the loop each time `running` drops to 0: shutdown waits for the
+ * jobs in flight, since they post to this loop's completion queue. */
+void lh_ready_prober_init(lh_ready_prober_t *p, uv_loop_t *loop, lh_cq_t *cq,
+                          void (*on_idle)(void *ud), void *ud);
 /* Runs the checks now and then every interval_ms. */
 void lh_ready_prober_start(lh_ready_prober_t *p, uint64_t interval_ms);
 /* No new runs; jobs in flight still complete (lh_ready_prober_busy says how many). */

@@ -133,3 +133,38 @@ int lh_header_is_valid(const char *name, size_t nlen, const char *value, size_t 
   }
   return 1;
 }
+
+static const lh_error_kind_t kinds[] = {
+    /* runtime outcomes of bindings that mean "try again" */
+    {"overloaded", 503, "overloaded", "The server is busy, retry later", 1},
+    {"unavailable", 503, "service_unavailable",
+     "The service is temporarily unavailable, retry later", 5},
+    {"timeout", 503, "timeout", "The request timed out, retry later", 5},
+    /* the host's own conditions */
+    {"out_of_memory", 503, "overloaded", "The server is out of memory", 1},
+    {"too_many_connections", 503, "too_many_connections", "Too many connections", 1},
+    {"draining", 503, "draining", "Shutting down", 1},
+    {"starting", 503, "starting", "Starting: the start-up hooks have not finished", 1},
+    {"script_budget_exceeded", 500, "script_budget_exceeded", "The script ran too long", 0},
+    {"internal_error", 500, "internal_error", "Internal server error", 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+const lh_error_kind_t *lh_error_kind(const char *name) {
+  if (!name)
+    return NULL;
+  for (const lh_error_kind_t *k = kinds; k->name; k++)
+    if (strcmp(k->name, name) == 0)
+      return k;
+  return NULL;
+}
+
+const lh_error_kind_t *lh_error_kinds(void) {
+  return kinds;
+}
+
+void lh_error_kind_write(const lh_error_kind_t *k, lh_buf_t *body, lh_buf_t *headers) {
+  lh_envelope_error(body, k->message, k->code);
+  if (k->retry_after > 0)
+    lh_buf_printf(headers, "Retry-After: %d\r\n", k->retry_after);
+}

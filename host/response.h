@@ -38,3 +38,22 @@ void lh_envelope_error(lh_buf_t *body, const char *message, const char *code);
 int lh_header_is_valid(const char *name, size_t nlen, const char *value, size_t vlen);
 
 #endif
+
+/* The error kinds: the one table from an error code (a binding's runtime outcome such as
+ * "unavailable", or a host condition such as "draining") to what a client sees: the status, the
+ * code in response_data, the message and the Retry-After seconds (0: no header). Used by the host's
+ * own answers (conn.c, the VM) and, through luahost.response.status_for, by scripts. */
+typedef struct {
+  const char *name;    /* what callers look up */
+  int status;          /* HTTP status */
+  const char *code;    /* response_data.code */
+  const char *message; /* the envelope's message */
+  int retry_after;     /* seconds; 0 = no Retry-After */
+} lh_error_kind_t;
+
+/* The kind called `name`, or NULL when there is none (callers then answer "internal_error"). */
+const lh_error_kind_t *lh_error_kind(const char *name);
+/* Every kind, ending with a zeroed entry (for the Lua binding and tests). */
+const lh_error_kind_t *lh_error_kinds(void);
+/* Appends the kind's envelope to body and its "Retry-After: N\r\n" line (if any) to headers. */
+void lh_error_kind_write(const lh_error_kind_t *k, lh_buf_t *body, lh_buf_t *headers);

@@ -138,23 +138,28 @@ static void worker_finish(lh_worker_t *w) {
   }
 }
 
-static void on_grace_over(lh_worker_t *w) {
-  lh_warn("worker %d: shutdown grace period over: closing connections, waking sleepers", w->id);
-  lh_conn_close_all(w);
-  lh_sched_cancel_sleeps();
+/* Shutdown ends when nothing is left: no connection, no task on the VM, no database probe in
+ * flight (it will post to this loop's completion queue). Checked on every event that removes one
+ * of them (a connection unlinked, the VM going idle, a probe done) rather than polled. */
+void lh_worker_check_stopped(lh_worker_t *w) {
+  if (!w->stopping || w->finished || w->conns || lh_vm_busy(w->vm) ||
+      lh_ready_prober_busy(&w->ready))
+    return;
+  w->finished = 1;
+  worker_finish(w);
 }
 
-static void on_stop_tick(uv_timer_t *t) {
+static void on_idle(void *ud) {
+  lh_worker_check_stopped(ud);
+}
+
+static void on_grace_over(uv_timer_t *t) {
   lh_worker_t *w = t->data;
-  /* A readiness check in flight will post to this loop's completion queue: wait for it too. */
-  if (!w->conns && !lh_vm_busy(w->vm) && !lh_ready_prober_busy(&w->ready)) {
-    worker_finish(w);
-    return;
-  }
-  if (w->stopping == 1 && uv_now(&w->loop) >= w->grace_deadline) {
-    w->stopping = 2;
-    on_grace_over(w);
-  }
+  w->stopping = 2;
+  lh_warn("worker %d: shutdown grace period over: closing connections, waking sleepers", w->id);
+  lh_conn_close_all(w);
+  lh_vm_cancel(w->vm);
+  lh_worker_check_stopped(w);
 }
 
 static void on_wakeup(uv_async_t *a) {
@@ -166,8 +171,8 @@ static void on_wakeup(uv_async_t *a) {
   if (w->listener_open && !uv_is_closing((uv_handle_t *)&w->listener))
     uv_close((uv_handle_t *)&w->listener, close_cb_noop);
   lh_conn_close_idle(w);
-  w->grace_deadline = uv_now(&w->loop) + (uint64_t)w->srv->cfg->shutdown_grace_ms;
-  uv_timer_start(&w->grace, on_stop_tick, 0, 20);
+  uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->srv->cfg->shutdown_grace_ms, 0);
+  lh_worker_check_stopped(w);
 }
 
 #define LH_START_RETRY_MS 5000
@@ -217,7 +222,7 @@ static void worker_main(void *arg) {
   uv_timer_init(&w->loop, &w->start_retry);
   w->start_retry.data = w;
   rc = lh_cq_create(&w->cq, &w->loop);
-  lh_ready_prober_init(&w->ready, &w->loop, w->cq);
+  lh_ready_prober_init(&w->ready, &w->loop, w->cq, on_idle, w);
   if (rc != 0)
     snprintf(w->start_err, sizeof(w->start_err), "completion queue: %s", lh_strerror(rc));
   if (rc == 0)
@@ -236,6 +241,7 @@ static void worker_main(void *arg) {
     return;
   }
   uv_sem_post(&w->started);
+  lh_vm_on_idle(w->vm, on_idle, w);
   if (w->id == 0) {
     lh_ready_prober_start(&w->ready, LH_READY_PROBE_MS);
     if (lh_vm_has_start_hooks(w->vm))

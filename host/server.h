@@ -34,7 +34,7 @@ struct lh_worker_s {
   lh_http_limits_t limits;
   struct lh_conn_s *conns; /* every open connection, for shutdown */
   int stopping;            /* 1: draining, 2: grace period over */
-  uint64_t grace_deadline; /* loop time */
+  int finished;            /* shutdown done: the worker's handles are closing */
   int start_rc;            /* result of start-up, read by the main thread */
   char start_err[512];
   uv_sem_t started;
@@ -61,6 +61,9 @@ struct lh_server_s {
 
 /* Starts the workers (each binds its own SO_REUSEPORT listener). On failure err says why. */
 int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t errlen);
+/* Called by whatever may have been the last thing a stopping worker waited for (conn.c when it
+ * unlinks a connection): finishes the worker when nothing is left. */
+void lh_worker_check_stopped(lh_worker_t *w);
 /* Runs until SIGTERM or SIGINT, then drains and stops the workers. Returns the exit code. */
 int lh_server_run(lh_server_t *srv);
 

@@ -1,9 +1,11 @@
 /* vm.h: one worker's Lua state for one generation of scripts: creation (host modules, sandbox,
- * loading and validating the scripts, building the C router), and running a request as a
- * coroutine under the script time budget. A VM belongs to the thread that created it. */
+ * loading and validating the scripts, building the C router), and running a request or a hook as a
+ * task (a coroutine) under the script time budget. A VM belongs to the thread that created it.
+ * The files: vm.c (lifecycle and tasks), vm_request.c, vm_response.c, vm_hooks.c. */
 #ifndef LH_VM_H
 #define LH_VM_H
 
+#include <lua.h>
 #include <uv.h>
 #include "buf.h"
 #include "config.h"
@@ -38,6 +40,14 @@ void lh_vm_free(lh_vm_t *vm);
 int lh_vm_busy(const lh_vm_t *vm);
 const lh_router_t *lh_vm_router(const lh_vm_t *vm);
 const char *lh_vm_generation(const lh_vm_t *vm);
+const lh_config_t *lh_vm_config(const lh_vm_t *vm);
+/* The VM of a Lua state (any of its coroutines), or NULL for a state no VM created. */
+lh_vm_t *lh_vm_of(lua_State *L);
+/* cb runs each time the last task on vm finishes (lh_vm_busy drops to 0); NULL to stop. */
+void lh_vm_on_idle(lh_vm_t *vm, void (*cb)(void *ud), void *ud);
+/* Shutdown, grace period over: cancels every cancellable wait (sleeps wake now, later sleeps
+ * fail); tasks waiting for pool jobs finish when their jobs do. */
+void lh_vm_cancel(lh_vm_t *vm);
 /* Runs the route in ex->match for ex->req. */
 void lh_vm_dispatch(lh_vm_t *vm, lh_exchange_t *ex);
 

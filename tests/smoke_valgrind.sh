@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A smoke run of the real host under valgrind (ARCHITECTURE §8): start it with the runtime fixture
-# scripts, exercise parsing, Lua routes, the scheduler, errors and the budget over HTTP, stop it
-# with SIGTERM, and fail on any memory error or definite leak.
+# A smoke run of the test host (build/luahost-test: the real host plus luahost.test, for /block)
+# under valgrind: start it with the runtime fixture scripts, exercise parsing, Lua routes, the
+# scheduler, errors and the budget over HTTP, stop it with SIGTERM, and fail on any memory error
+# or definite leak.
 set -euo pipefail
 binary="$1"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -9,25 +9,18 @@
 -- A module contributes to the generation by returning a table with any of:
 --   routes = { {method=..., path=..., handler=..., policy=..., query=..., body=..., accepts=...}, ... }
 --   policies = { name = function(user, req) ... end | { authenticated = bool, allow = function } }
---   authenticate = function(req) -> user | nil, status_or_err, code, message
+-- and the application's hooks, each defined by one module only (by convention scripts/app.lua):
+--   authenticate = function(req) -> user | nil, code, message
 --   on_start = function() -> true | nil, err   (run once per process after start; may yield)
 --   commands = { name = function(args) -> result_table | nil, err }   (`luahost NAME`)
--- Any other module is a helper that other scripts require.
+-- Handlers, policies and authenticate share one convention (luahost.runtime: the value, or nil,
+-- code, message). Any other module is a helper that other scripts require.
 local validate = require "luahost.validate"
 
 local M = {}
 
-local HOST_MODULES = {
-  ["luahost"] = true, ["luahost.json"] = true, ["luahost.log"] = true,
-  ["luahost.response"] = true, ["luahost.validate"] = true, ["luahost.mongo"] = true,
-  ["luahost.password"] = true, ["luahost.jwt"] = true, ["luahost.ratelimit"] = true,
-}
-
-local METHODS = { GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
-                  OPTIONS = true }
 local ROUTE_KEYS = { method = true, path = true, handler = true, policy = true, query = true,
                      body = true, accepts = true, name = true, description = true }
-local RESERVED = { "/healthz", "/readyz", "/metrics", "/admin" }
 local ACCEPT_KINDS = { json = true, form = true }
 
 local function copy(t, except)
@@ -69,7 +62,7 @@ end
 -- The sandbox: allow-listed globals, copies of the libraries so scripts cannot change what the
 -- host itself uses, no bytecode, no file or process access, and a read-only global table whose
 -- unknown names are errors (a typo fails loudly instead of reading nil).
-local function make_env(host_require, script_require, label)
+local function make_env(host_require, host_modules, script_require, label)
   local co = copy(coroutine)
   local resume = coroutine.resume
   co.resume = function(c, ...)
@@ -101,7 +94,7 @@ local function make_env(host_require, script_require, label)
   local host_views = {}
   env.require = function(name)
     if type(name) ~= "string" then error("require: module name must be a string", 2) end
-    if HOST_MODULES[name] then
+    if host_modules[name] then
       local view = host_views[name]
       if not view then
         view = readonly(host_require(name), name)
@@ -142,18 +135,11 @@ local function check_route(r, i, file)
   for k in pairs(r) do
     if not ROUTE_KEYS[k] then return nil, at .. ": unknown key '" .. tostring(k) .. "'" end
   end
-  if type(r.method) ~= "string" or not METHODS[r.method] then
-    return nil, at .. ": 'method' must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-  end
-  if type(r.path) ~= "string" or r.path:sub(1, 1) ~= "/" then
-    return nil, at .. ": 'path' must be a string starting with '/'"
-  end
-  for _, p in ipairs(RESERVED) do
-    local n = #p
-    if r.path == p or r.path:sub(1, n + 1) == p .. "/" then
-      return nil, at .. ": path '" .. r.path .. "' is reserved for the host"
-    end
-  end
+  -- Which methods exist, which paths the host keeps and what a path may look like are the C
+  -- router's rules (host/router.c), checked when the routes are added (host/vm.c): here only the
+  -- Lua types.
+  if type(r.method) ~= "string" then return nil, at .. ": 'method' must be a string" end
+  if type(r.path) ~= "string" then return nil, at .. ": 'path' must be a string" end
   if r.policy ~= nil and type(r.policy) ~= "string" then
     return nil, at .. ": 'policy' must be the name of a policy"
   end
@@ -198,12 +184,15 @@ local function check_policy(name, p, file)
   if p.allow ~= nil and type(p.allow) ~= "function" then
     return nil, file .. ": policy '" .. name .. "': 'allow' must be a function"
   end
-  return { authenticated = p.authenticated and true or false, allow = p.allow }
+  return { authenticated = p.authenticated and true or false, allow = p.allow,
+           where = p.allow and where_of(p.allow) or file }
 end
 
 -- files: path -> source; order: sorted list of paths; label: the scripts directory as shown in
--- messages; host_require: the host's require. Returns a generation table or raises a message.
-function M.load(files, order, label, host_require)
+-- messages; host_require: the host's require; host_modules: { [name] = true } for the modules
+-- scripts may require (the C module registry decides, lua-bindings/register.c). Returns a
+-- generation table or raises a message.
+function M.load(files, order, label, host_require, host_modules)
   local loaded, loading = {}, {}
   local env
   local function script_require(name, level)
@@ -228,14 +217,23 @@ function M.load(files, order, label, host_require)
     loaded[name] = res
     return res
   end
-  env = make_env(host_require, script_require, label)
+  env = make_env(host_require, host_modules, script_require, label)
 
   local gen = { routes = {}, policies = {}, authenticate = nil, files = #order,
                 on_start = {}, commands = {} }
-  local command_file = {}
-  gen.policies.public = { authenticated = false }
+  gen.policies.public = { authenticated = false, where = "(built-in)" }
   local policy_file = { public = "(built-in)" }
-  local auth_file
+  -- Each hook has one home: a second module defining it is refused, naming both places.
+  local hook_at = {}
+  local function define_hook(hook, file, fn)
+    local at = where_of(fn)
+    if at:sub(1, #file + 1) ~= file .. ":" then at = file .. " (the function at " .. at .. ")" end
+    if hook_at[hook] then
+      error(at .. ": '" .. hook .. "' is already defined at " .. hook_at[hook] ..
+            " (each application hook is defined once, by convention in app.lua)", 0)
+    end
+    hook_at[hook] = at
+  end
   for _, path in ipairs(order) do
     local name = path:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
     local mod = script_require(name, 1)
@@ -266,30 +264,28 @@ function M.load(files, order, label, host_require)
         if type(mod.authenticate) ~= "function" then
           error(file .. ": 'authenticate' must be a function", 0)
         end
-        if auth_file then
-          error(file .. ": 'authenticate' is already defined in " .. auth_file, 0)
-        end
-        gen.authenticate, auth_file = mod.authenticate, file
+        define_hook("authenticate", file, mod.authenticate)
+        gen.authenticate, gen.authenticate_where = mod.authenticate, where_of(mod.authenticate)
       end
       if mod.on_start ~= nil then
         if type(mod.on_start) ~= "function" then
           error(file .. ": 'on_start' must be a function", 0)
         end
-        gen.on_start[#gen.on_start + 1] = { fn = mod.on_start, where = file }
+        define_hook("on_start", file, mod.on_start)
+        gen.on_start[1] = { fn = mod.on_start, where = file }
       end
       if mod.commands ~= nil then
         if type(mod.commands) ~= "table" then error(file .. ": 'commands' must be a table", 0) end
+        local first
         for cname, fn in pairs(mod.commands) do
           if type(cname) ~= "string" or not cname:match("^[%a_][%w_%-]*$") or
              type(fn) ~= "function" then
             error(file .. ": 'commands' must map names to functions", 0)
           end
-          if command_file[cname] then
-            error(file .. ": command '" .. cname .. "' is already defined in " ..
-                  command_file[cname], 0)
-          end
-          gen.commands[cname], command_file[cname] = fn, file
+          first = first or fn
         end
+        if first then define_hook("commands", file, first) end
+        for cname, fn in pairs(mod.commands) do gen.commands[cname] = fn end
       end
     end
   end

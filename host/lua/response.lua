@@ -1,11 +1,13 @@
 -- luahost.response: builders for what a handler returns (status, body, headers).
 --
--- Owns: the response envelope's Lua shape ({ message, response_status, response_data }), the
--- helpers for the common statuses, and the mapping from a binding's runtime error code to the
--- status, code and message a client sees (status_for). Serialising the envelope is C's job; this
--- module only decides its contents.
+-- Owns: the response envelope's Lua shape ({ message, response_status, response_data }) and the
+-- helpers for the common statuses. The mapping from a runtime error code to the status, code,
+-- message and Retry-After a client sees is the host's error-kind table (host/response.c), read
+-- here through the internal module luahost.errors (status_for, retryable). Serialising the
+-- envelope is C's job; this module only decides its contents.
 
 local json = require "luahost.json"
+local errors = require "luahost.errors"
 
 local type, error, floor = type, error, math.floor
 
@@ -76,30 +78,21 @@ function _M.validation_error(errors)
   return build(422, "Request validation failed", { errors = array(errors) }, nil)
 end
 
--- Runtime outcomes that mean "try again": the status and advice a client gets for each.
-local RETRYABLE = {
-  overloaded  = { 503, "overloaded", "The server is busy, retry later", "1" },
-  unavailable = { 503, "service_unavailable", "The service is temporarily unavailable, retry later", "5" },
-  timeout     = { 503, "timeout", "The request timed out, retry later", "5" },
-}
-
 -- response.status_for(err) -> status, code, message, headers
--- Anything not known to be retryable is an internal error; the raw error is never shown, since
--- it may carry driver messages, hosts or query fragments (the runtime logs it instead).
+-- A code the host's error-kind table does not know is an internal error; the raw error is never
+-- shown, since it may carry driver messages, hosts or query fragments (the runtime logs it).
 function _M.status_for(err)
-  local r = RETRYABLE[err]
-  if r then
-    -- A fresh table per call: callers may add headers to what they get back.
-    return r[1], r[2], r[3], { ["Retry-After"] = r[4] }
-  end
-  return 500, "internal_error", "Internal server error", nil
+  local status, code, message, retry = errors.kind(err)
+  if not status then status, code, message, retry = errors.kind("internal_error") end
+  -- A fresh table per call: callers may add headers to what they get back.
+  return status, code, message, retry > 0 and { ["Retry-After"] = tostring(retry) } or nil
 end
 
--- response.runtime_error(err) -> status, body, headers: status_for wrapped in the error envelope,
--- for handlers that get `nil, err` from a binding and just pass the outcome on.
-function _M.runtime_error(err)
-  local status, code, message, headers = _M.status_for(err)
-  return build(status, message, { code = code }, headers)
+-- response.retryable(err) -> true when err is an outcome worth trying again (it has a
+-- Retry-After), e.g. "unavailable", "timeout", "overloaded".
+function _M.retryable(err)
+  local status, _, _, retry = errors.kind(err)
+  return status ~= nil and retry > 0
 end
 
 return _M

@@ -13,6 +13,8 @@ local running = coroutine.running
 local M = {}
 
 local BEARER = { ["WWW-Authenticate"] = "Bearer" }
+local log = require "luahost.log"
+local errors = require "luahost.errors"
 
 local function media_kind(ct)
   if not ct then return nil end
@@ -28,6 +30,29 @@ end
 local function error_response(err)
   local status, code, message, headers = response.status_for(err)
   return response.error(status, code, message, headers)
+end
+
+-- The hook convention, one for handlers, policies and `authenticate`: a hook returns its value
+-- (a handler: status, body, headers; authenticate: the user; a policy: true), or `nil, code,
+-- message` to refuse. A code the host's error-kind table knows (a runtime outcome such as
+-- "unavailable") answers with that kind's status and Retry-After; any other code is the hook's own
+-- refusal, answered with the hook's status (authenticate 401, a policy 403) and that code and
+-- message. A handler's unknown code is an internal error: it is logged, never shown.
+local warned_legacy = {}
+local function refusal(where, status, default_code, default_message, code, message, extra)
+  if type(code) == "number" then
+    -- Deprecated shape `nil, status, code, message`: still honoured, logged once per hook.
+    if not warned_legacy[where] then
+      warned_legacy[where] = true
+      log.warn(where .. ": returning `nil, status, code, message` is deprecated: return " ..
+               "`nil, code, message` (see README, Writing scripts)")
+    end
+    return response.error(code, message or default_code, extra or default_message,
+                          status == 401 and BEARER or nil)
+  end
+  if errors.kind(code) then return error_response(code) end
+  return response.error(status, code or default_code, message or default_message,
+                        status == 401 and BEARER or nil)
 end
 
 local function decode_body(route, req)
@@ -66,20 +91,18 @@ end
 local function run_policy(gen, route, req)
   local pol = route.policy_spec
   if pol.authenticated then
-    local user, status, code, message = gen.authenticate(req)
+    local user, code, message, extra = gen.authenticate(req)
     if not user then
-      if type(status) == "string" then return error_response(status) end
-      return response.error(status or 401, code or "unauthorized",
-                            message or "Not authenticated", BEARER)
+      return refusal(gen.authenticate_where, 401, "unauthorized", "Not authenticated", code,
+                     message, extra)
     end
     req.user = user
   end
   if pol.allow then
-    local ok, status, code, message = pol.allow(req.user, req)
+    local ok, code, message, extra = pol.allow(req.user, req)
     if not ok then
-      if type(status) == "string" then return error_response(status) end
-      return response.error(status or 403, code or "forbidden",
-                            message or "You are not allowed to do this")
+      return refusal(pol.where, 403, "forbidden", "You are not allowed to do this", code, message,
+                     extra)
     end
   end
   return nil
@@ -123,10 +146,6 @@ function M.new(gen)
     tasks[running()] = true
     local route = routes[index]
     req.route = route.name
-    if not route.query and req.query_string then
-      -- Routes without a query schema still see their parameters, decoded.
-      req.query = core.form_decode(req.query_string) or {}
-    end
     local decoded, body_errors = decode_body(route, req)
     if decoded == nil then return unpack(body_errors, 1, 3) end
     local status, body, headers = run_policy(gen, route, req)
@@ -135,7 +154,12 @@ function M.new(gen)
     if status then return status, body, headers end
     status, body, headers = route.handler(req)
     if status == nil then
-      -- `return nil, err` from a handler: a runtime outcome such as a database outage.
+      -- `return nil, err` from a handler: a runtime outcome such as a database outage. A code the
+      -- error-kind table does not know is a 500; the client never sees it, the log does.
+      if not errors.kind(body) then
+        log.error("route " .. route.name .. ": the handler failed: " .. tostring(body) ..
+                  " (request " .. tostring(req.id) .. ")")
+      end
       return error_response(body)
     end
     return status, body, headers

@@ -160,63 +160,9 @@ local function anchor(p)
   return "^" .. p .. "$"
 end
 
--- Index just past the set "[...]" that starts at i, or nil when it is not closed. Mirrors Lua's
--- own reading: the first character after "[" or "[^" is literal even when it is "]".
-local function set_end(p, i)
-  local n = #p
-  i = i + 1
-  if byte(p, i) == 94 --[[ "^" ]] then i = i + 1 end
-  repeat
-    if i > n then return nil end
-    local c = byte(p, i)
-    i = i + 1
-    if c == 37 --[[ "%" ]] then
-      if i > n then return nil end
-      i = i + 1
-    end
-  until byte(p, i) == 93 --[[ "]" ]]
-  return i + 1
-end
-
--- Why a pattern is malformed, or nil. Lua reports most pattern errors only when matching reaches
--- the broken part, so trying the pattern on a sample string cannot prove it well formed.
--- Back-references (%1..%9) are refused: a whole-string check has no use for them.
-local function pattern_problem(p)
-  local i, n, open = 1, #p, 0
-  while i <= n do
-    local c = byte(p, i)
-    if c == 37 then                                          -- "%"
-      local d = sub(p, i + 1, i + 1)
-      if d == "" then return "ends with '%'" end
-      if d == "b" then
-        if i + 3 > n then return "'%b' needs two characters" end
-        i = i + 4
-      elseif d == "f" then
-        if byte(p, i + 2) ~= 91 then return "'%f' must be followed by a set '[...]'" end
-        i = set_end(p, i + 2)
-        if not i then return "a set '[...]' is not closed" end
-      elseif find(d, "%d") then
-        return "back-references are not supported"
-      else
-        i = i + 2
-      end
-    elseif c == 91 then                                      -- "["
-      i = set_end(p, i)
-      if not i then return "a set '[...]' is not closed" end
-    elseif c == 40 then                                      -- "("
-      open = open + 1
-      i = i + 1
-    elseif c == 41 then                                      -- ")"
-      if open == 0 then return "')' without '('" end
-      open = open - 1
-      i = i + 1
-    else
-      i = i + 1
-    end
-  end
-  if open > 0 then return "'(' is not closed" end
-  return nil
-end
+-- Why a pattern is malformed (or uses back-references, which a whole-string check has no use
+-- for), or nil. The host's one reader of Lua patterns decides (host/pattern.c).
+local pattern_problem = require("luahost.pattern").problem
 
 -- Checks value v (already of the field's type) against the constraints; appends errors to errs
 -- through add(field, code, message). Returns true when nothing was added.

@@ -2,8 +2,8 @@
 --
 -- Owns: the token's claims (sub = the user id as 24 hex digits, tv = the user's token_version;
 -- the host adds iat, exp, iss and aud and pins HS256 with typ in the header) and the lookup that
--- authenticates a request. policies/rbac.lua hands `from_request` to the runtime as the
--- generation's `authenticate`.
+-- authenticates a request. app.lua hands `from_request` to the runtime as the application's
+-- `authenticate` hook.
 --
 -- Nothing about the caller is trusted from the token except who they are: the role and the token
 -- version are read from the database on every request, so a demotion, a deletion, a password
@@ -16,14 +16,14 @@ local type = type
 
 local M = {}
 
--- Every 401 uses one of these; the runtime adds WWW-Authenticate: Bearer.
+-- Every refusal uses one of these; the runtime answers 401 with WWW-Authenticate: Bearer.
 local MISSING = { "not_authenticated", "Not authenticated" }
 local INVALID = { "invalid_token", "Could not validate credentials" }
 local EXPIRED = { "token_expired", "The token has expired" }
 local REVOKED = { "token_revoked", "The token has been revoked" }
 
 local function deny(why)
-  return nil, 401, why[1], why[2]
+  return nil, why[1], why[2]
 end
 
 -- issue(principal) -> token
@@ -39,7 +39,7 @@ function M.bearer_token(header)
   return token
 end
 
--- from_request(req) -> principal | nil, 401, code, message | nil, err (database trouble: 503)
+-- from_request(req) -> principal | nil, code, message (401) | nil, err (database trouble: 503)
 function M.from_request(req)
   local header = req.headers.authorization
   if header == nil then return deny(MISSING) end

@@ -1,28 +1,27 @@
 -- lib/setup.lua: what the user service needs before it can serve, and the migration command.
 --
 -- Owns: start-up (the unique index on username_lc and the bootstrap admin) and `luahost migrate`
--- (bringing documents of the original FastAPI service to luahost's shape). routes/users.lua hands
--- these to the host as its `on_start` and `commands.migrate` hooks.
+-- (bringing documents of the original FastAPI service to luahost's shape). app.lua hands these to
+-- the host as its `on_start` and `commands.migrate` hooks.
 --
 -- start() runs once per process after the listeners open; until it succeeds /readyz answers 503
 -- and the host retries it every 5 s, so a database that is still starting is simply waited for.
 
 local core = require "luahost"
 local log = require "luahost.log"
+local response = require "luahost.response"
 local users = require "lib.users"
 local schemas = require "lib.schemas"
+local settings = require "lib.settings"
 
 local M = {}
-
--- Outcomes that say nothing about the stored data: the hook is simply retried.
-local RETRYABLE = { unavailable = true, timeout = true, overloaded = true }
 
 -- The admin named in the configuration, created if no user of that name exists. An existing
 -- account is never changed: the environment is read at every start, and a forgotten variable must
 -- not reset a password or a role someone has since changed.
-local function bootstrap_configured(cfg)
-  local name, pw = cfg.admin_username, cfg.admin_password
-  local age = cfg.admin_userage or 0
+local function bootstrap_configured()
+  local name, pw = settings.get("admin_username"), settings.get("admin_password")
+  local age = settings.get("admin_userage")
   if (name or "") == "" or (pw or "") == "" then
     return nil, "admin bootstrap: set both LUAHOST_ADMIN_USERNAME and LUAHOST_ADMIN_PASSWORD, " ..
                 "or neither"
@@ -70,19 +69,20 @@ function M.start()
   if not ok then
     -- MongoDB says duplicate_key; FerretDB reports the same violation as a generic error. Only
     -- a database that is down or busy is surely not about the data, so name the fix otherwise.
-    if not RETRYABLE[err] then
+    -- (Outcomes worth retrying say nothing about the stored data: the hook is simply retried.)
+    if not response.retryable(err) then
       log.error("cannot create the unique index on username_lc: stored users collide or " ..
                 "lack username_lc (data from the original service?). Run `luahost migrate`, " ..
                 "resolve the conflicts it lists, then restart")
     end
     return nil, "creating the username_lc index: " .. tostring(err)
   end
-  local cfg = core.config or {}
-  local has_name, has_pw = (cfg.admin_username or "") ~= "", (cfg.admin_password or "") ~= ""
+  local has_name = settings.get("admin_username") ~= ""
+  local has_pw = settings.get("admin_password") ~= ""
   if has_name or has_pw then
-    return bootstrap_configured(cfg)
+    return bootstrap_configured()
   end
-  if cfg.dev then return bootstrap_dev() end
+  if core.config and core.config.dev then return bootstrap_dev() end
   return true
 end
 

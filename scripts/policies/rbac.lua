@@ -1,9 +1,9 @@
 -- policies/rbac.lua: who may do what to which user account.
 --
--- Owns: the roles and their permissions (data), the ownership rule "self" (a user acting on its
--- own account), the pure functions that decide, and the named policies routes refer to. It also
--- hands the runtime the generation's `authenticate` (lib/auth.lua), since a policy that needs a
--- caller needs someone to say who the caller is.
+-- Owns: the permissions of each role (data), the ownership rule "self" (a user acting on its
+-- own account), the pure functions that decide, and the named policies routes refer to. The roles
+-- themselves are lib/schemas.lua's ROLES (what a stored role may be); who the caller is comes from
+-- the application's `authenticate` hook (app.lua).
 --
 -- Every decision here is a pure function of (user, request): no database, no clock, so it is
 -- tested on its own (tests/spec/rbac_spec.lua) and runs before any record is touched. That is
@@ -11,15 +11,15 @@
 -- ownership is decided by comparing ids, never by looking the target up.
 --
 -- To change the rules, edit PERMISSIONS: each action lists the roles allowed on any account and
--- whether an account's owner may do it to itself.
+-- whether an account's owner may do it to itself. Every policy below decides through PERMISSIONS.
 
-local auth = require "lib.auth"
+local schemas = require "lib.schemas"
 
 local type = type
 
 local M = {}
 
-M.ROLES = { "admin", "user" }
+M.ROLES = schemas.ROLES
 
 -- action -> { any = {roles allowed on every account}, self = owner allowed on its own account }
 M.PERMISSIONS = {
@@ -56,24 +56,26 @@ local function sends_role(req)
   return type(body) == "table" and rawget(body, "role") ~= nil
 end
 
--- Policy functions: (user, req) -> true | false, status, code, message
+-- Policy functions, in the hook convention (luahost.runtime): (user, req) -> true | nil, code,
+-- message. A refusal with a code of its own answers 403.
+-- The admin-only actions (list, create, delete) share one rule: any account, admins only.
 local function admin(user)
-  if user and user.role == "admin" then return true end
-  return false, 403, "forbidden", "Admin privileges required"
+  if M.can(user, "users.list") then return true end
+  return nil, "forbidden", "Admin privileges required"
 end
 
 local function admin_or_self(user, req)
   if M.can(user, "users.read", req.params and req.params.user_id) then return true end
-  return false, 403, "forbidden", "You can only access your own account"
+  return nil, "forbidden", "You can only access your own account"
 end
 
 local function update_user(user, req)
   local target = req.params and req.params.user_id
   if not M.can(user, "users.update", target) then
-    return false, 403, "forbidden", "You can only update your own account"
+    return nil, "forbidden", "You can only update your own account"
   end
   if sends_role(req) and not M.can(user, "users.set_role", target) then
-    return false, 403, "forbidden", "Only an admin can change a role"
+    return nil, "forbidden", "Only an admin can change a role"
   end
   return true
 end
@@ -81,7 +83,6 @@ end
 M.admin, M.admin_or_self, M.update_user = admin, admin_or_self, update_user
 
 return {
-  authenticate = auth.from_request,
   policies = {
     -- Any caller with a valid token (POST /logout).
     authenticated = { authenticated = true },

@@ -5,13 +5,10 @@
 -- policy name and decided in policies/rbac.lua; input rules live in lib/schemas.lua. By the time a
 -- handler runs, the runtime has authenticated the caller (401), applied the policy (403) and
 -- validated the input (422), so handlers only do the work and answer 404/409.
---
--- This module also hands the host the service's start-up and migration hooks (lib/setup.lua).
 
 local response = require "luahost.response"
 local schemas = require "lib.schemas"
 local users = require "lib.users"
-local setup = require "lib.setup"
 
 local tostring = tostring
 
@@ -87,6 +84,4 @@ return {
       body = schemas.update_user, handler = update_user },
     { method = "DELETE", path = "/users/{user_id}", policy = "admin", handler = delete_user },
   },
-  on_start = setup.start,
-  commands = { migrate = setup.migrate },
 }

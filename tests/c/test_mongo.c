@@ -404,7 +404,9 @@ static void test_lua_arguments(void) {
 /* Runs `code` in a coroutine as a request would, driving the loop until it finishes. */
 static int run_request(lua_State *L, uv_loop_t *loop, lh_cq_t *cq, const char *code) {
   lua_State *co = lua_newthread(L);
-  lh_task_t task = {.co = co, .loop = loop, .cq = cq, .resume = on_resume};
+  static lh_sched_t sched;
+  lh_sched_attach(L, &sched);
+  lh_task_t task = {.co = co, .loop = loop, .cq = cq, .sched = &sched, .resume = on_resume};
   if (luaL_loadstring(co, code) != 0) {
     fprintf(stderr, "  lua: %s\n", lua_tostring(co, -1));
     lua_pop(L, 1);
@@ -413,9 +415,9 @@ static int run_request(lua_State *L, uv_loop_t *loop, lh_cq_t *cq, const char *c
   int nargs = 0, status;
   for (;;) {
     task.suspended = 0;
-    lh_sched_set_current(&task);
+    lh_sched_enter(&sched, &task);
     status = lua_resume(co, nargs);
-    lh_sched_set_current(NULL);
+    lh_sched_leave(&sched);
     if (status != LUA_YIELD) {
       break;
     }

@@ -75,6 +75,11 @@ static int ran_twice(void) {
   return atomic_load(&g_runs) >= 2;
 }
 
+static int idle_calls;
+static void count_idle(void *ud) {
+  (*(int *)ud)++;
+}
+
 static void test_prober(void) {
   g_main = uv_thread_self();
   uv_loop_t loop;
@@ -88,7 +93,7 @@ static void test_prober(void) {
                0);
   LH_CHECK_INT(lh_ready_register("ghost", "nosuchpool", always_ok, NULL, "Ghost", "ghost"), 0);
   lh_ready_prober_t p;
-  lh_ready_prober_init(&p, &loop, cq);
+  lh_ready_prober_init(&p, &loop, cq, count_idle, &idle_calls);
   lh_ready_prober_start(&p, 20);
   /* The check fails: not ready, and the prober keeps asking. */
   run_until(&loop, ran_twice, 2000);
@@ -116,6 +121,8 @@ static void test_prober(void) {
     usleep(1000);
   }
   LH_CHECK_INT(lh_ready_prober_busy(&p), 0);
+  /* Every time the jobs in flight drained, the prober said so (shutdown waits on that). */
+  LH_CHECK(idle_calls >= 2);
   int runs = atomic_load(&g_runs);
   for (int i = 0; i < 60; i++) {
     uv_run(&loop, UV_RUN_NOWAIT);
@@ -157,7 +164,7 @@ static void test_unregister_in_flight(void) {
   LH_CHECK_INT(lh_pools_register(pool), 0);
   LH_CHECK_INT(lh_ready_register("slow", "slowpool", slow_check, NULL, "Slow", "slow"), 0);
   lh_ready_prober_t p;
-  lh_ready_prober_init(&p, &loop, cq);
+  lh_ready_prober_init(&p, &loop, cq, NULL, NULL);
   lh_ready_prober_start(&p, 1000);
   run_until(&loop, slow_job_started, 2000);
   LH_CHECK_INT(lh_ready_prober_busy(&p), 1);

@@ -3,6 +3,8 @@ scripts and a real MongoDB-compatible server, and speaks HTTP to it over real so
 
 Environment (set by scripts/test):
   LH_TEST_BINARY        path to the luahost binary (default build/luahost)
+  LH_TEST_HOST_BINARY   path to the test host, luahost-test: the same core plus the test-only
+                        module luahost.test (default: LH_TEST_BINARY with "-test" appended)
   LH_TEST_MONGODB_URI   the test database (FerretDB or SecantusDB)
   LH_TEST_DB_KIND       "ferretdb" or "secantus", for the few places where servers differ
   LH_TEST_SANITIZED     set when the binary is the ASan+UBSan build (timing assertions relaxed)
@@ -19,6 +21,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("LH_TEST_BINARY", os.path.join(ROOT, "build", "luahost"))
+TEST_HOST_BINARY = os.environ.get("LH_TEST_HOST_BINARY", BINARY + "-test")
 MONGODB_URI = os.environ.get("LH_TEST_MONGODB_URI", "mongodb://127.0.0.1:27017")
 DB_KIND = os.environ.get("LH_TEST_DB_KIND", "ferretdb")
 SANITIZED = bool(os.environ.get("LH_TEST_SANITIZED"))
@@ -37,7 +40,7 @@ def free_port():
 class Host:
     """A running luahost process."""
 
-    def __init__(self, scripts, env=None, workers=1, tmp_path=None):
+    def __init__(self, scripts, env=None, workers=1, tmp_path=None, test_host=False):
         self.port = free_port()
         self.scripts = scripts
         self.env = dict(os.environ)
@@ -55,7 +58,7 @@ class Host:
             "LUAHOST_JWT_SECRET": TEST_SECRET,
             "LUAHOST_LOG_LEVEL": "info",
             "LUAHOST_DB_TIMEOUT_MS": "3000",
-            # Tests may lower hashing cost (ARCHITECTURE §8), except the ones that measure it.
+            # Tests may lower hashing cost, except the ones that measure it.
             "LUAHOST_ARGON2_T": "1",
             "LUAHOST_ARGON2_M_KIB": "8192",
             "LUAHOST_BCRYPT_COST": "4",
@@ -65,7 +68,8 @@ class Host:
             self.env.update(env)
         self.log_path = os.path.join(str(tmp_path or "/tmp"), f"luahost-{self.port}.log")
         self.log = open(self.log_path, "w+b")
-        self.proc = subprocess.Popen([BINARY], cwd=ROOT, env=self.env, stdout=self.log,
+        binary = TEST_HOST_BINARY if test_host else BINARY
+        self.proc = subprocess.Popen([binary], cwd=ROOT, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         self.wait_ready()
 
@@ -200,9 +204,9 @@ def parse_one(data, head_only=False):
 def start_host(tmp_path):
     hosts = []
 
-    def start(scripts="runtime", env=None, workers=1):
+    def start(scripts="runtime", env=None, workers=1, test_host=False):
         path = scripts if os.path.isabs(scripts) else os.path.join(FIXTURES, scripts)
-        h = Host(path, env=env, workers=workers, tmp_path=tmp_path)
+        h = Host(path, env=env, workers=workers, tmp_path=tmp_path, test_host=test_host)
         hosts.append(h)
         return h
 

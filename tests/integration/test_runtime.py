@@ -77,6 +77,24 @@ def test_routes_without_query_schema_see_decoded_parameters(host):
     assert d["qs"] == "a=1&b=x%20y"
 
 
+def test_config_gives_host_settings_and_the_app_section_read_only(start_host):
+    h = start_host("runtime", env={"LUAHOST_USERS_COLLECTION": "people",
+                                   "LUAHOST_LOGIN_WINDOW_S": "60"})
+    r = h.get("/config")
+    assert r.status == 200, r.body
+    data = r.json()["response_data"]
+    assert data["db"] == h.db_name
+    assert data["dev"] is False
+    assert data["has_secret"] is False  # secrets never reach scripts
+    assert data["users_collection"] == "people"
+    assert data["login_window_s"] == 60
+    assert data["writes"] == {"top": False, "app": False}
+    # the old spelling still reads the app section, with a logged deprecation
+    assert data["legacy_users_collection"] == "people"
+    h.get("/config")
+    assert h.logs().count("luahost.config.users_collection is deprecated") == 1
+
+
 def test_json_body_validated(host):
     r = host.post("/json", {"name": "ann", "age": 30})
     assert r.status == 201
@@ -285,7 +303,7 @@ def p99(xs):
 
 def test_pool_runs_n_jobs_in_parallel_queues_extra_and_overflows_with_503(start_host):
     h = start_host("runtime", env={"LUAHOST_TEST_POOL_THREADS": "4", "LUAHOST_TEST_POOL_QUEUE": "4"},
-                   workers=1)
+                   workers=1, test_host=True)
     health = []
     stop = [False]
 
@@ -363,6 +381,9 @@ def write_scripts(base, files):
     ({"routes/a.lua": 'local x = require "lib.missing"\nreturn {}'}, "lib.missing"),
     ({"routes/a.lua": 'while true do end'}, "script_budget_exceeded"),
     ({"routes/a.lua": 'x = 1\nreturn {}'}, "assignment to global 'x'"),
+    ({"app.lua": 'return { authenticate = function() end }',
+      "policies/p.lua": 'return {\n  authenticate = function() end }'},
+     "policies/p.lua:2: 'authenticate' is already defined at"),
 ])
 def test_loader_rejects_bad_scripts_naming_file_and_line(tmp_path, files, expect):
     scripts = write_scripts(tmp_path / "scripts", files)

@@ -1,14 +1,15 @@
 -- Specs for scripts/policies/rbac.lua: the RBAC data and its pure decision functions, on their own
 -- (no host, no database): admin, self, another user and an anonymous caller against every policy
 -- the user routes name. Run: luajit /usr/bin/busted tests/spec/rbac_spec.lua
-package.path = "scripts/?.lua;" .. package.path
+package.path = "scripts/?.lua;tests/spec/support/?.lua;" .. package.path
 
--- The policy module re-exports lib/auth.lua's authenticate; a stand-in keeps the database and the
--- JWT binding out of these specs.
-local function fake_authenticate() return nil, 401 end
-package.loaded["lib.auth"] = nil
+-- The roles come from lib/schemas.lua, which builds on the host's luahost.validate (the real file,
+-- over a luahost.json double).
+local support = require "spec_host"
+support.provide("luahost.json", support.json)
+support.load_file("luahost.validate", "host/lua/validate.lua")
+package.loaded["lib.schemas"] = nil
 package.loaded["policies.rbac"] = nil
-package.preload["lib.auth"] = function() return { from_request = fake_authenticate } end
 
 local mod = require "policies.rbac"
 local rbac = mod.rbac
@@ -35,12 +36,12 @@ local function allowed(name, user, r)
   local p = policy(name)
   if p.authenticated and user == nil then return false end  -- the runtime answers 401 first
   if not p.allow then return true end
-  return (p.allow(user, r or req()))
+  return p.allow(user, r or req()) == true
 end
 
 describe("policies/rbac.lua", function()
-  it("exports authenticate and the named policies, all needing a caller", function()
-    assert.equal(fake_authenticate, mod.authenticate)
+  it("exports the named policies, all needing a caller, and no hook (app.lua has those)", function()
+    assert.is_nil(mod.authenticate)
     for _, name in ipairs({ "authenticated", "admin", "admin_or_self", "admin_or_self_update" }) do
       assert.is_true(policy(name).authenticated, name)
     end
@@ -48,7 +49,10 @@ describe("policies/rbac.lua", function()
 
   describe("roles as data", function()
     it("lists exactly admin and user", function()
-      assert.same({ "admin", "user" }, rbac.ROLES)
+      local roles = { unpack(rbac.ROLES) }
+      table.sort(roles)
+      assert.same({ "admin", "user" }, roles)
+      assert.equal(require("lib.schemas").ROLES, rbac.ROLES) -- one list, schemas.lua's
     end)
 
     it("grants admins every action on any account", function()
@@ -98,10 +102,10 @@ describe("policies/rbac.lua", function()
   describe("policy admin", function()
     it("allows an admin and refuses a user with 403", function()
       assert.is_true(allowed("admin", admin))
-      local ok, status, code = policy("admin").allow(alice, req())
-      assert.is_false(ok)
-      assert.equal(403, status)
+      local ok, code, message = policy("admin").allow(alice, req())
+      assert.is_nil(ok)
       assert.equal("forbidden", code)
+      assert.equal("Admin privileges required", message)
     end)
 
     it("refuses anonymous callers before the policy runs", function()
@@ -120,9 +124,9 @@ describe("policies/rbac.lua", function()
     end)
 
     it("refuses another user's id with 403 whether or not it exists", function()
-      local ok, status = policy("admin_or_self").allow(alice, req(BOB_ID))
-      assert.is_false(ok)
-      assert.equal(403, status)
+      local ok, code = policy("admin_or_self").allow(alice, req(BOB_ID))
+      assert.is_nil(ok)
+      assert.equal("forbidden", code)
       assert.is_false(allowed("admin_or_self", alice, req("000000000000000000000000")))
       assert.is_false(allowed("admin_or_self", alice, req("garbage")))
     end)
@@ -139,14 +143,13 @@ describe("policies/rbac.lua", function()
 
     it("refuses a non-admin sending role, even its own current role or null", function()
       local allow = policy("admin_or_self_update").allow
-      local ok, status, code, message = allow(alice, req(ALICE_ID, { role = "admin" }))
-      assert.is_false(ok)
-      assert.equal(403, status)
+      local ok, code, message = allow(alice, req(ALICE_ID, { role = "admin" }))
+      assert.is_nil(ok)
       assert.equal("forbidden", code)
       assert.matches("admin", message)
-      assert.is_false((allow(alice, req(ALICE_ID, { role = "user" }))))
+      assert.is_nil((allow(alice, req(ALICE_ID, { role = "user" }))))
       local json_null = setmetatable({}, {})
-      assert.is_false((allow(alice, req(ALICE_ID, { role = json_null }))))
+      assert.is_nil((allow(alice, req(ALICE_ID, { role = json_null }))))
     end)
 
     it("lets an admin change anyone's role, its own included", function()

@@ -147,15 +147,14 @@ describe("luahost.response", function()
       assert.equal(500, (response.status_for({ code = "overloaded" })))
     end)
 
-    it("runtime_error wraps the mapping in the error envelope", function()
-      local status, body, headers = response.runtime_error("timeout")
-      assert.equal(503, status)
-      assert.same({ message = "The request timed out, retry later", response_status = false,
-                    response_data = { code = "timeout" } }, body)
-      assert.same({ ["Retry-After"] = "5" }, headers)
-      status, body = response.runtime_error("secret detail")
-      assert.equal(500, status)
-      assert.equal("Internal server error", body.message)
+    it("says which outcomes are worth retrying", function()
+      for _, err in ipairs { "overloaded", "unavailable", "timeout" } do
+        assert.is_true(response.retryable(err), err)
+      end
+      for _, err in ipairs { "duplicate_key", "internal_error", "script_budget_exceeded", "" } do
+        assert.is_false(response.retryable(err), err)
+      end
+      assert.is_false(response.retryable(nil))
     end)
   end)
 end)

@@ -1,6 +1,7 @@
 -- policies/api_key.lua: who may write notes. A request authenticates with an `X-Api-Key` header;
 -- the keys are data here (an operator would keep them in the database or in configuration).
--- `authenticate` turns a request into a principal or a 401; the policies are pure functions.
+-- `from_request` turns a request into a principal or a refusal (app.lua hands it to the host as
+-- `authenticate`); the policies are pure functions.
 
 local KEYS = {
   ["example-writer-key"] = { name = "writer", can_write = true },
@@ -8,10 +9,10 @@ local KEYS = {
 }
 
 return {
-  authenticate = function(req)
+  from_request = function(req)
     local key = req.headers["x-api-key"]
     local who = key and KEYS[key]
-    if not who then return nil, 401, "invalid_api_key", "Send a valid X-Api-Key header" end
+    if not who then return nil, "invalid_api_key", "Send a valid X-Api-Key header" end
     return who
   end,
   policies = {

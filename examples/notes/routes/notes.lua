@@ -13,12 +13,6 @@ local function public(doc)
 end
 
 return {
-  on_start = function()
-    local ok, err = notes():create_index({ { "created_at", -1 } }, { name = "created_at_desc" })
-    if not ok then return nil, err end
-    return true
-  end,
-
   routes = {
     { method = "POST", path = "/notes", policy = "writer",
       body = { fields = {

@@ -1,0 +1,360 @@
+/* test_vm.c: the VM driven without sockets (a loopback exchange in, a response out), as h2o tests
+ * its mruby handler: routes, the time budget, a task suspended on a pool job and woken by it, a
+ * sleeping task cancelled at shutdown, and the loader refusing a hook defined twice. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lh.h"
+#include "lh_test.h"
+#include "register.h"
+#include "scheduler.h"
+#include "vm.h"
+
+static char dir[] = "/tmp/lh_test_vm.XXXXXX";
+
+static void write_file(const char *rel, const char *src) {
+  char path[256];
+  snprintf(path, sizeof(path), "%s/%s", dir, rel);
+  FILE *f = fopen(path, "w");
+  if (!f)
+    abort();
+  fputs(src, f);
+  fclose(f);
+}
+
+/* ---- a test module whose function waits on a pool job ---- */
+
+typedef struct {
+  lh_ljob_t lj;
+  int worked;
+} lh_echo_job_t;
+
+static void echo_work(lh_job_t *job) {
+  LH_CONTAINER_OF(job, lh_echo_job_t, lj.job)->worked = 42;
+}
+
+static int echo_push(lh_ljob_t *lj, lua_State *co) {
+  lua_pushinteger(co, LH_CONTAINER_OF(lj, lh_echo_job_t, lj)->worked);
+  return 1;
+}
+
+static void echo_free(lh_ljob_t *lj) {
+  free(LH_CONTAINER_OF(lj, lh_echo_job_t, lj));
+}
+
+static int l_echo(lua_State *L) {
+  lh_echo_job_t *j = calloc(1, sizeof(*j));
+  j->lj.job.work = echo_work;
+  j->lj.push = echo_push;
+  j->lj.free = echo_free;
+  return lh_sched_await(L, "vmtest", &j->lj);
+}
+
+static int vmtest_open(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_echo);
+  lua_setfield(L, -2, "job");
+  return 1;
+}
+
+static const lh_module_t vmtest_module = {"luahost.vmtest", vmtest_open, NULL, NULL,
+                                          LH_MODULE_SCRIPTS};
+
+/* ---- the loopback exchange ---- */
+
+typedef struct {
+  lh_exchange_t ex;
+  lh_request_t req;
+  int done;
+} lh_loopback_t;
+
+static void on_done(lh_exchange_t *ex) {
+  LH_CONTAINER_OF(ex, lh_loopback_t, ex)->done++;
+}
+
+static uv_loop_t loop;
+static lh_cq_t *cq;
+static lh_config_t cfg;
+
+/* Dispatches GET path on vm; the response is in lb->ex once lb->done. */
+static void dispatch(lh_vm_t *vm, lh_loopback_t *lb, const char *path) {
+  memset(lb, 0, sizeof(*lb));
+  lb->req.method = "GET";
+  lb->req.url = path;
+  lb->req.url_len = strlen(path);
+  lb->req.path = path;
+  lb->req.path_len = strlen(path);
+  lb->ex.req = &lb->req;
+  lb->ex.request_id = "test-1";
+  lb->ex.client_addr = "127.0.0.1";
+  lb->ex.done = on_done;
+  lh_buf_init(&lb->ex.body);
+  lh_buf_init(&lb->ex.headers);
+  unsigned allowed;
+  LH_CHECK_INT(
+      lh_router_match(lh_vm_router(vm), LH_M_GET, path, strlen(path), &lb->ex.match, &allowed), 0);
+  lh_vm_dispatch(vm, &lb->ex);
+}
+
+static void run_until_done(lh_loopback_t *lb) {
+  while (!lb->done && uv_run(&loop, UV_RUN_ONCE))
+    ;
+}
+
+static void free_lb(lh_loopback_t *lb) {
+  lh_buf_free(&lb->ex.body);
+  lh_buf_free(&lb->ex.headers);
+}
+
+static int body_has(lh_loopback_t *lb, const char *s) {
+  lh_buf_putc(&lb->ex.body, '\0');
+  return strstr(lb->ex.body.data, s) != NULL;
+}
+
+static lh_vm_t *make_vm(void) {
+  lh_vm_t *vm = NULL;
+  char err[1024] = "";
+  int rc = lh_vm_create(&vm, &cfg, &loop, cq, err, sizeof(err));
+  if (rc != 0)
+    fprintf(stderr, "  vm: %s\n", err);
+  LH_CHECK_INT(rc, 0);
+  return vm;
+}
+
+static void test_route_answers(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  lh_loopback_t lb;
+  dispatch(vm, &lb, "/hello/w%6Frld");
+  run_until_done(&lb);
+  LH_CHECK_INT(lb.done, 1);
+  LH_CHECK_INT(lb.ex.status, 200);
+  LH_CHECK(body_has(&lb, "\"name\":\"world\""));
+  LH_CHECK(body_has(&lb, "\"response_status\":true"));
+  LH_CHECK_INT(lh_vm_busy(vm), 0);
+  free_lb(&lb);
+  lh_vm_free(vm);
+}
+
+static void test_lazy_request_fields(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  lh_loopback_t lb;
+  lh_header_t hdr = {"x-a", 3, "one", 3};
+  memset(&lb, 0, sizeof(lb));
+  static const char path[] = "/echo";
+  lb.req.method = "GET";
+  lb.req.path = path;
+  lb.req.path_len = sizeof(path) - 1;
+  lb.req.query = "a=b%20c";
+  lb.req.query_len = 7;
+  lb.req.headers = &hdr;
+  lb.req.nheaders = 1;
+  lb.ex.req = &lb.req;
+  lb.ex.done = on_done;
+  lh_buf_init(&lb.ex.body);
+  lh_buf_init(&lb.ex.headers);
+  unsigned allowed;
+  LH_CHECK_INT(
+      lh_router_match(lh_vm_router(vm), LH_M_GET, path, sizeof(path) - 1, &lb.ex.match, &allowed),
+      0);
+  lh_vm_dispatch(vm, &lb.ex);
+  LH_CHECK_INT(lb.ex.status, 200);
+  LH_CHECK(body_has(&lb, "\"x\":\"one\""));
+  LH_CHECK(body_has(&lb, "\"q\":\"b c\""));
+  free_lb(&lb);
+  /* a request table kept past its request: its lazy fields refuse, the worker carries on */
+  dispatch(vm, &lb, "/stale");
+  LH_CHECK_INT(lb.ex.status, 500);
+  free_lb(&lb);
+  lh_vm_free(vm);
+}
+
+/* The hook convention: the value, or nil, code, message; a known runtime code answers with its
+ * kind's status, any other code with the hook's own (403 for a policy). */
+static void test_policy_refusals_follow_one_convention(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  lh_loopback_t lb;
+  dispatch(vm, &lb, "/p/retry");
+  LH_CHECK_INT(lb.ex.status, 503);
+  LH_CHECK(body_has(&lb, "\"code\":\"service_unavailable\""));
+  lh_buf_putc(&lb.ex.headers, '\0');
+  LH_CHECK(strstr(lb.ex.headers.data, "Retry-After: 5\r\n") != NULL);
+  free_lb(&lb);
+  dispatch(vm, &lb, "/p/own");
+  LH_CHECK_INT(lb.ex.status, 403);
+  LH_CHECK(body_has(&lb, "\"code\":\"no_entry\""));
+  LH_CHECK(body_has(&lb, "\"message\":\"Closed\""));
+  free_lb(&lb);
+  dispatch(vm, &lb, "/p/default");
+  LH_CHECK_INT(lb.ex.status, 403);
+  LH_CHECK(body_has(&lb, "\"code\":\"forbidden\""));
+  free_lb(&lb);
+  /* the deprecated shape nil, status, code, message still works */
+  dispatch(vm, &lb, "/p/legacy");
+  LH_CHECK_INT(lb.ex.status, 418);
+  LH_CHECK(body_has(&lb, "\"code\":\"teapot\""));
+  free_lb(&lb);
+  lh_vm_free(vm);
+}
+
+static void test_budget_exceeded(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  lh_loopback_t lb;
+  dispatch(vm, &lb, "/spin");
+  LH_CHECK_INT(lb.done, 1); /* never yields: done before dispatch returns */
+  LH_CHECK_INT(lb.ex.status, 500);
+  LH_CHECK(body_has(&lb, "script_budget_exceeded"));
+  free_lb(&lb);
+  /* the state carries on */
+  dispatch(vm, &lb, "/hello/x");
+  LH_CHECK_INT(lb.ex.status, 200);
+  free_lb(&lb);
+  lh_vm_free(vm);
+}
+
+static void test_task_woken_by_job(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  lh_loopback_t lb;
+  dispatch(vm, &lb, "/job");
+  LH_CHECK_INT(lb.done, 0); /* suspended on the pool */
+  LH_CHECK_INT(lh_vm_busy(vm), 1);
+  run_until_done(&lb);
+  LH_CHECK_INT(lb.done, 1);
+  LH_CHECK_INT(lb.ex.status, 200);
+  LH_CHECK(body_has(&lb, "\"worked\":42"));
+  LH_CHECK_INT(lh_vm_busy(vm), 0);
+  free_lb(&lb);
+  lh_vm_free(vm);
+}
+
+static int idle_calls;
+static void on_idle(void *ud) {
+  (void)ud;
+  idle_calls++;
+}
+
+static void test_cancel_wakes_sleepers(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  idle_calls = 0;
+  lh_vm_on_idle(vm, on_idle, NULL);
+  lh_loopback_t lb;
+  dispatch(vm, &lb, "/sleep");
+  LH_CHECK_INT(lb.done, 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  LH_CHECK_INT(lb.done, 0);
+  unsigned long long t0 = lh_now_ns();
+  lh_vm_cancel(vm); /* the sleep's cleanup runs: the handler resumes now */
+  run_until_done(&lb);
+  LH_CHECK_INT(lb.done, 1);
+  LH_CHECK(lh_now_ns() - t0 < 5000000000ULL); /* not the handler's 60 s */
+  LH_CHECK_INT(lb.ex.status, 200);
+  LH_CHECK(body_has(&lb, "woke"));
+  LH_CHECK_INT(idle_calls, 1);
+  free_lb(&lb);
+  /* after cancellation, a new sleep fails at once */
+  dispatch(vm, &lb, "/sleep");
+  LH_CHECK_INT(lb.done, 1);
+  LH_CHECK_INT(lb.ex.status, 500);
+  free_lb(&lb);
+  uv_run(&loop, UV_RUN_NOWAIT); /* the cancelled timer's close callback */
+  lh_vm_free(vm);
+}
+
+static void test_hook_defined_twice_is_refused(void) {
+  write_file("routes/other.lua", "return {\n  on_start = function() return true end,\n}\n");
+  lh_vm_t *vm = NULL;
+  char err[1024] = "";
+  LH_CHECK_INT(lh_vm_create(&vm, &cfg, &loop, cq, err, sizeof(err)), LH_EINVAL);
+  LH_CHECK(strstr(err, "'on_start' is already defined at") != NULL);
+  LH_CHECK(strstr(err, "app.lua:") != NULL);
+  LH_CHECK(strstr(err, "routes/other.lua:2") != NULL);
+  char path[256];
+  snprintf(path, sizeof(path), "%s/routes/other.lua", dir);
+  unlink(path);
+  lh_vm_free(vm);
+}
+
+int main(void) {
+  if (!mkdtemp(dir))
+    return 1;
+  char sub[256];
+  snprintf(sub, sizeof(sub), "%s/routes", dir);
+  mkdir(sub, 0700);
+  write_file("app.lua", "return {\n  on_start = function() return true end,\n}\n");
+  snprintf(sub, sizeof(sub), "%s/policies", dir);
+  mkdir(sub, 0700);
+  write_file("policies/p.lua",
+             "return { policies = {\n"
+             "  p_retry = function() return nil, 'unavailable' end,\n"
+             "  p_own = function() return nil, 'no_entry', 'Closed' end,\n"
+             "  p_default = function() return false end,\n"
+             "  p_legacy = function() return false, 418, 'teapot', 'Short and stout' end,\n"
+             "} }\n");
+  write_file("routes/t.lua",
+             "local core = require 'luahost'\n"
+             "local response = require 'luahost.response'\n"
+             "local vmtest = require 'luahost.vmtest'\n"
+             "local stash\n"
+             "local function ok() return response.ok('ok') end\n"
+             "return { routes = {\n"
+             "  { method = 'GET', path = '/hello/{name}', handler = function(req)\n"
+             "      return response.ok('hi', { name = req.params.name }) end },\n"
+             "  { method = 'GET', path = '/spin', handler = function() while true do end end },\n"
+             "  { method = 'GET', path = '/p/retry', policy = 'p_retry', handler = ok },\n"
+             "  { method = 'GET', path = '/p/own', policy = 'p_own', handler = ok },\n"
+             "  { method = 'GET', path = '/p/default', policy = 'p_default', handler = ok },\n"
+             "  { method = 'GET', path = '/p/legacy', policy = 'p_legacy', handler = ok },\n"
+             "  { method = 'GET', path = '/job', handler = function()\n"
+             "      return response.ok('job', { worked = vmtest.job() }) end },\n"
+             "  { method = 'GET', path = '/echo', handler = function(req)\n"
+             "      stash = req\n"
+             "      return response.ok('echo', { x = req.headers['x-a'], q = req.query.a,\n"
+             "                                   body = req.raw_body == nil }) end },\n"
+             "  { method = 'GET', path = '/stale', handler = function()\n"
+             "      return response.ok('stale', { b = stash.raw_body }) end },\n"
+             "  { method = 'GET', path = '/sleep', handler = function()\n"
+             "      core.sleep(60000); return response.ok('woke') end },\n"
+             "} }\n");
+  lh_config_defaults(&cfg);
+  snprintf(cfg.scripts, sizeof(cfg.scripts), "%s", dir);
+  cfg.script_budget_ms = 50;
+  lh_modules_add(&vmtest_module);
+  uv_loop_init(&loop);
+  lh_cq_create(&cq, &loop);
+  lh_pool_t *pool;
+  lh_pool_create(&pool, "vmtest", 1, 4);
+  lh_pools_register(pool);
+
+  LH_RUN(test_route_answers);
+  LH_RUN(test_lazy_request_fields);
+  LH_RUN(test_policy_refusals_follow_one_convention);
+  LH_RUN(test_budget_exceeded);
+  LH_RUN(test_task_woken_by_job);
+  LH_RUN(test_cancel_wakes_sleepers);
+  LH_RUN(test_hook_defined_twice_is_refused);
+
+  lh_pools_destroy_all();
+  lh_cq_close(cq);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  char cmd[300];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    return 1;
+  return lh_test_done();
+}

@@ -1,0 +1,37 @@
+-- Specs for scripts/lib/settings.lua: the user service's settings come from the application's
+-- section of the configuration (luahost.config.app), with the defaults written once, there.
+-- Run: luajit /usr/bin/busted tests/spec/settings_spec.lua
+package.path = "scripts/?.lua;tests/spec/support/?.lua;" .. package.path
+local support = require "spec_host"
+
+local function settings_with(config)
+  support.provide("luahost", { config = config })
+  support.load_file("lib.settings", "scripts/lib/settings.lua")
+  return require "lib.settings"
+end
+
+describe("lib/settings.lua", function()
+  it("reads a configured value from config.app", function()
+    local s = settings_with({ app = { login_window_s = 60, users_collection = "people" } })
+    assert.equal(60, s.get("login_window_s"))
+    assert.equal("people", s.get("users_collection"))
+  end)
+
+  it("falls back to its own defaults for what the app section lacks", function()
+    local s = settings_with({ app = {} })
+    assert.equal(900, s.get("login_window_s"))
+    assert.equal(5, s.get("login_max_per_pair"))
+    assert.equal("users", s.get("users_collection"))
+    assert.equal("", s.get("admin_username"))
+  end)
+
+  it("works without any configuration (a spec, or --check)", function()
+    local s = settings_with(nil)
+    assert.equal(20, s.get("login_max_per_user"))
+  end)
+
+  it("raises for a setting it does not know", function()
+    local s = settings_with({ app = {} })
+    assert.has_error(function() s.get("no_such_setting") end)
+  end)
+end)
