@@ -6,7 +6,10 @@
 -- policies/; the loader refuses a second module that defines any of these hooks.
 
 local auth = require "lib.auth"
+local settings = require "lib.settings"
 local setup = require "lib.setup"
+
+settings.check()
 
 return {
   authenticate = auth.from_request,

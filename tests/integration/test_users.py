@@ -1092,3 +1092,18 @@ def test_start_up_names_migrate_when_the_unique_index_cannot_be_built(tmp_path):
             assert h.get("/readyz").status == 503
     finally:
         h.stop()
+
+
+def test_a_bad_user_service_setting_stops_check_and_start_naming_it():
+    import subprocess
+    from conftest import BINARY, FIXTURES, ROOT
+    env = {"PATH": "/usr/bin:/bin", "LUAHOST_CONFIG": FIXTURES + "/empty.conf",
+           "LUAHOST_SCRIPTS": SCRIPTS, "LUAHOST_JWT_SECRET": TEST_SECRET}
+    p = subprocess.run([BINARY, "--check"], env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=20)
+    assert p.returncode == 0, p.stderr
+    for var, value in (("LUAHOST_LOGIN_WINDOW_S", "0"), ("LUAHOST_ADMIN_USERAGE", "151"),
+                       ("LUAHOST_LOGIN_MAX_PER_PAIR", "2.5")):
+        p = subprocess.run([BINARY, "--check"], env=dict(env, **{var: value}), cwd=ROOT,
+                           capture_output=True, text=True, timeout=20)
+        assert p.returncode != 0 and f"({var})" in p.stderr, (var, p.stderr)

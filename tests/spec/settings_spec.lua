@@ -34,4 +34,19 @@ describe("lib/settings.lua", function()
     local s = settings_with({ app = {} })
     assert.has_error(function() s.get("no_such_setting") end)
   end)
+
+  it("checks every configured value, naming the setting and its variable", function()
+    assert.has_no.errors(function() settings_with({ app = { login_window_s = 60 } }).check() end)
+    assert.has_no.errors(function() settings_with(nil).check() end)
+    local bad = {
+      { login_window_s = 0 }, { login_window_s = 86401 }, { login_max_per_pair = 1.5 },
+      { admin_userage = -1 }, { admin_userage = "30" }, { users_collection = 5 },
+    }
+    for _, app in ipairs(bad) do
+      local name = next(app)
+      local ok, err = pcall(settings_with({ app = app }).check)
+      assert.is_false(ok)
+      assert.truthy(err:find("app." .. name .. " (LUAHOST_" .. name:upper() .. ")", 1, true), err)
+    end
+  end)
 end)
