@@ -509,7 +509,11 @@ static int lh_file_table(lua_State *L, lh_config_t *cfg, const char *path, char 
     if (!o) {
       char q[96];
       lh_quote(key, klen, q, sizeof q);
-      lh_errf(err, errlen, "%s: unknown option %s", path, q);
+      const char *near = lh_config_near_option(key, klen);
+      if (near)
+        lh_errf(err, errlen, "%s: unknown option %s (did you mean %s?)", path, q, near);
+      else
+        lh_errf(err, errlen, "%s: unknown option %s", path, q);
       return LH_EINVAL;
     }
     char where[1100];
@@ -560,7 +564,7 @@ static int lh_config_file(lh_config_t *cfg, const char *path, char *err, size_t 
     rc = LH_EINVAL;
     goto done;
   }
-  rc = lh_config_app_legacy(L, lua_gettop(L), path, err, errlen);
+  rc = lh_config_app_adopt(L, lua_gettop(L), path, err, errlen);
   if (rc == 0)
     rc = lh_file_table(L, cfg, path, err, errlen);
 done:
@@ -740,6 +744,48 @@ int lh_config_diff(const lh_config_t *old, const lh_config_t *cur, lh_config_cha
       cb(o->name, o->reloadable, ud);
   }
   return restart;
+}
+
+/* Edit distance between a and b, or more than `cap` (the search stops there). */
+static size_t lh_distance(const char *a, size_t al, const char *b, size_t bl, size_t cap) {
+  if (al > 64 || bl > 64 || (al > bl ? al - bl : bl - al) > cap)
+    return cap + 1;
+  size_t row[65];
+  for (size_t j = 0; j <= bl; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= al; i++) {
+    size_t diag = row[0], best = row[0] = i;
+    for (size_t j = 1; j <= bl; j++) {
+      size_t up = row[j];
+      size_t v = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < v)
+        v = up + 1;
+      if (row[j - 1] + 1 < v)
+        v = row[j - 1] + 1;
+      row[j] = v;
+      diag = up;
+      if (v < best)
+        best = v;
+    }
+    if (best > cap)
+      return cap + 1;
+  }
+  return row[bl];
+}
+
+int lh_config_is_option(const char *name, size_t len) {
+  return lh_opt_find(name, len) != NULL;
+}
+
+const char *lh_config_near_option(const char *name, size_t len) {
+  if (len < 4)
+    return NULL;
+  for (size_t i = 0; i < LH_ARRAY_SIZE(lh_options); i++) {
+    const char *o = lh_options[i].name;
+    if (lh_distance(name, len, o, strlen(o), 2) <= 2)
+      return o;
+  }
+  return NULL;
 }
 
 int lh_config_is_reloadable(const char *name) {

@@ -17,20 +17,6 @@
 #include "lh.h"
 #include "log.h"
 
-/* Settings that were host options before the application got its own section. They keep working
- * under their old names, as a top-level key of the config file (deprecated: logged) and as
- * LUAHOST_<NAME>, and land in the application's section under the same key. */
-typedef enum { LH_APP_STRING, LH_APP_NUMBER } lh_app_kind_t;
-static const struct {
-  const char *name;
-  lh_app_kind_t kind;
-} lh_legacy_app[] = {
-    {"users_collection", LH_APP_STRING},   {"admin_username", LH_APP_STRING},
-    {"admin_password", LH_APP_STRING},     {"admin_userage", LH_APP_NUMBER},
-    {"login_max_per_pair", LH_APP_NUMBER}, {"login_max_per_user", LH_APP_NUMBER},
-    {"login_max_per_addr", LH_APP_NUMBER}, {"login_window_s", LH_APP_NUMBER},
-};
-
 /* 1 for a top-level key of the application's section: [a-z][a-z0-9_]*, so that LUAHOST_APP_<KEY>
  * can name it. */
 static int lh_app_key_ok(const char *k, size_t len) {
@@ -146,16 +132,35 @@ int lh_config_app_store(lua_State *L, int idx, char *json, size_t jsonmax, const
   return rc < 0 ? LH_EINVAL : 0;
 }
 
-/* Moves the legacy top-level keys of the file's table (at idx) into its `app` table, so they are
- * read like any other application setting. A key given both ways is an error. */
-int lh_config_app_legacy(lua_State *L, int idx, const char *path, char *err, size_t errlen) {
-  for (size_t i = 0; i < LH_ARRAY_SIZE(lh_legacy_app); i++) {
-    const char *name = lh_legacy_app[i].name;
-    lua_getfield(L, idx, name);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      continue;
+/* A top-level key of the file that names no host option, with a plain value (string, number,
+ * boolean), is an application setting written where host options go: the form of settings that
+ * were host options before the application got its own section. It moves into `app` with a
+ * deprecation, so old files keep working while the host knows no application's names. Anything
+ * else unknown, and a key within two edits of a host option (a typo such as `listn`), stays where
+ * it is, for config.c to refuse as an unknown option. */
+static int lh_app_adoptable(lua_State *L, int kidx, int vidx) {
+  if (lua_type(L, kidx) != LUA_TSTRING)
+    return 0;
+  size_t len;
+  const char *k = lua_tolstring(L, kidx, &len);
+  int t = lua_type(L, vidx);
+  return (t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN) && lh_app_key_ok(k, len) &&
+         strcmp(k, "app") != 0 && !lh_config_is_option(k, len) && !lh_config_near_option(k, len);
+}
+
+int lh_config_app_adopt(lua_State *L, int idx, const char *path, char *err, size_t errlen) {
+  /* Collect first: a table may not gain keys while lua_next walks it. */
+  lua_newtable(L);
+  int found = lua_gettop(L), n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lh_app_adoptable(L, -2, -1)) {
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, found, ++n);
     }
+    lua_pop(L, 1);
+  }
+  if (n > 0) {
     lua_getfield(L, idx, "app");
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
@@ -164,40 +169,46 @@ int lh_config_app_legacy(lua_State *L, int idx, const char *path, char *err, siz
       lua_setfield(L, idx, "app");
     } else if (lua_type(L, -1) != LUA_TTABLE) {
       lua_pop(L, 2);
-      continue; /* reading the section reports it */
+      return 0; /* reading the section reports it */
     }
-    lua_getfield(L, -1, name);
+  }
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, found, i);
+    const char *name = lua_tostring(L, -1);
+    lua_getfield(L, -2, name);
     int both = !lua_isnil(L, -1);
     lua_pop(L, 1);
     if (both) {
-      lua_pop(L, 2);
       lh_errf(err, errlen, "%s: %s is given both at the top level and in app: keep app.%s", path,
               name, name);
+      lua_settop(L, found - 1);
       return LH_EINVAL;
     }
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, name); /* app[name] = value */
-    lua_pop(L, 2);
+    lua_getfield(L, idx, name);
+    lua_setfield(L, -3, name); /* app[name] = value */
     lua_pushnil(L);
     lua_setfield(L, idx, name);
-    lh_log(LH_LOG_WARN, "%s: the top-level option %s is deprecated: it is now app.%s", path, name,
-           name);
+    lh_log(LH_LOG_WARN,
+           "%s: %s is no host option: it is read as app.%s (deprecated here: write it inside "
+           "app = { ... })",
+           path, name, name);
+    lua_pop(L, 1);
   }
+  lua_settop(L, found - 1);
   return 0;
 }
 
-/* Sets app[key] from an environment variable's text. kind: the legacy key's type, or -1 for
- * LUAHOST_APP_<KEY>, which takes the type of the value the file gave that key (a string when it
- * gave none). The app table is on top of the stack. */
-static int lh_app_env_set(lua_State *L, const char *key, int kind, const char *value,
-                          const char *var, char *err, size_t errlen) {
+/* Sets app[key] from an environment variable's text, which takes the type of the value the file
+ * gave that key (a string when it gave none). The app table is on top of the stack. */
+static int lh_app_env_set(lua_State *L, const char *key, const char *value, const char *var,
+                          char *err, size_t errlen) {
   char got[96];
   size_t vlen = strlen(value);
   snprintf(got, sizeof got, "'%.*s%s'", vlen > 64 ? 64 : (int)vlen, value, vlen > 64 ? "..." : "");
   lua_getfield(L, -1, key);
   int t = lua_type(L, -1);
   lua_pop(L, 1);
-  if (kind == LH_APP_NUMBER || (kind < 0 && t == LUA_TNUMBER)) {
+  if (t == LUA_TNUMBER) {
     char *end = NULL;
     errno = 0;
     double d = strtod(value, &end);
@@ -207,7 +218,7 @@ static int lh_app_env_set(lua_State *L, const char *key, int kind, const char *v
       return LH_EINVAL;
     }
     lua_pushnumber(L, d);
-  } else if (kind < 0 && t == LUA_TBOOLEAN) {
+  } else if (t == LUA_TBOOLEAN) {
     int b;
     if (lh_config_parse_bool(value, &b) < 0) {
       lh_errf(err, errlen, "%s: must be a boolean (true/false, 1/0, yes/no, on/off), got %s", var,
@@ -215,7 +226,7 @@ static int lh_app_env_set(lua_State *L, const char *key, int kind, const char *v
       return LH_EINVAL;
     }
     lua_pushboolean(L, b);
-  } else if (kind < 0 && t == LUA_TTABLE) {
+  } else if (t == LUA_TTABLE) {
     lh_errf(err, errlen, "%s: app.%s is a table in the config file: set it there", var, key);
     return LH_EINVAL;
   } else {
@@ -231,19 +242,42 @@ static int lh_app_env_set(lua_State *L, const char *key, int kind, const char *v
 
 extern char **environ;
 
-/* Applies the legacy variables, then LUAHOST_APP_<KEY>, to the application's section. */
-int lh_config_app_env(char *json, size_t jsonmax, char *err, size_t errlen) {
-  static const char prefix[] = "LUAHOST_APP_";
-  int any = 0;
-  char var[96];
-  for (size_t i = 0; i < LH_ARRAY_SIZE(lh_legacy_app) && !any; i++) {
-    snprintf(var, sizeof var, "LUAHOST_%s", lh_legacy_app[i].name);
-    for (char *p = var; *p; p++)
-      *p = (char)toupper((unsigned char)*p);
-    any = getenv(var) != NULL;
+/* The app key an environment entry "LUAHOST_<NAME>=v" sets, lower-cased into key: 1 for
+ * LUAHOST_APP_<KEY>, 2 for a LUAHOST_<NAME> that names no host option (the settings that were
+ * host options before the application got its own section), 0 for anything else (the host's own
+ * variables, other programs' ones). *bad is set when LUAHOST_APP_ is followed by no valid key. */
+static int lh_app_env_key(const char *entry, char key[LH_APP_MAX_KEY + 1], int *bad) {
+  static const char host[] = "LUAHOST_", app[] = "LUAHOST_APP_";
+  *bad = 0;
+  if (strncmp(entry, host, sizeof host - 1) != 0)
+    return 0;
+  int is_app = strncmp(entry, app, sizeof app - 1) == 0;
+  const char *name = entry + (is_app ? sizeof app - 1 : sizeof host - 1);
+  const char *eq = strchr(name, '=');
+  size_t len = eq ? (size_t)(eq - name) : 0;
+  int ok = eq && len > 0 && len <= LH_APP_MAX_KEY;
+  for (size_t k = 0; ok && k < len; k++)
+    key[k] = (char)tolower((unsigned char)name[k]);
+  if (ok) {
+    key[len] = '\0';
+    ok = lh_app_key_ok(key, len);
   }
+  if (is_app) {
+    *bad = !ok;
+    return ok ? 1 : 0;
+  }
+  if (!ok || strcmp(key, "config") == 0 || lh_config_is_option(key, len))
+    return 0;
+  return 2;
+}
+
+/* Applies LUAHOST_<NAME> for names that are no host option, then LUAHOST_APP_<KEY> (which wins),
+ * to the application's section. */
+int lh_config_app_env(char *json, size_t jsonmax, char *err, size_t errlen) {
+  char key[LH_APP_MAX_KEY + 1], var[96];
+  int any = 0, bad;
   for (char **e = environ; e && *e && !any; e++)
-    any = strncmp(*e, prefix, sizeof prefix - 1) == 0;
+    any = lh_app_env_key(*e, key, &bad) != 0 || bad;
   if (!any)
     return 0;
   lua_State *L = luaL_newstate();
@@ -255,36 +289,19 @@ int lh_config_app_env(char *json, size_t jsonmax, char *err, size_t errlen) {
   int rc = lh_json_decode(L, json, strlen(json), why, sizeof why);
   if (rc != 0)
     lh_errf(err, errlen, "app: %s", why);
-  for (size_t i = 0; rc == 0 && i < LH_ARRAY_SIZE(lh_legacy_app); i++) {
-    snprintf(var, sizeof var, "LUAHOST_%s", lh_legacy_app[i].name);
-    for (char *p = var; *p; p++)
-      *p = (char)toupper((unsigned char)*p);
-    const char *value = getenv(var);
-    if (value)
-      rc = lh_app_env_set(L, lh_legacy_app[i].name, (int)lh_legacy_app[i].kind, value, var, err,
-                          errlen);
-  }
-  for (char **e = environ; rc == 0 && e && *e; e++) {
-    if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
-      continue;
-    const char *eq = strchr(*e, '=');
-    size_t klen = eq ? (size_t)(eq - *e) - (sizeof prefix - 1) : 0;
-    char key[LH_APP_MAX_KEY + 1];
-    int ok = eq && klen > 0 && klen <= LH_APP_MAX_KEY;
-    for (size_t k = 0; ok && k < klen; k++)
-      key[k] = (char)tolower((unsigned char)(*e)[sizeof prefix - 1 + k]);
-    if (ok) {
-      key[klen] = '\0';
-      ok = lh_app_key_ok(key, klen);
+  for (int pass = 2; pass >= 1; pass--) {
+    for (char **e = environ; rc == 0 && e && *e; e++) {
+      int kind = lh_app_env_key(*e, key, &bad);
+      const char *eq = strchr(*e, '=');
+      snprintf(var, sizeof var, "%.*s", eq ? (int)(eq - *e) : 60, *e);
+      if (bad) {
+        lh_errf(err, errlen, "%s: the key after LUAHOST_APP_ must be a name like ADMIN_USERNAME",
+                var);
+        rc = LH_EINVAL;
+      } else if (kind == pass) {
+        rc = lh_app_env_set(L, key, eq + 1, var, err, errlen);
+      }
     }
-    snprintf(var, sizeof var, "%.*s", eq ? (int)(eq - *e) : 60, *e);
-    if (!ok) {
-      lh_errf(err, errlen, "%s: the key after LUAHOST_APP_ must be a name like ADMIN_USERNAME",
-              var);
-      rc = LH_EINVAL;
-      break;
-    }
-    rc = lh_app_env_set(L, key, -1, eq + 1, var, err, errlen);
   }
   if (rc == 0)
     rc = lh_config_app_store(L, lua_gettop(L), json, jsonmax, "app (from the environment)", err,

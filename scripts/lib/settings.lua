@@ -29,10 +29,16 @@ local SPEC = {
 M.DEFAULTS = {}
 for name, spec in pairs(SPEC) do M.DEFAULTS[name] = spec[1] end
 
+-- The configured value. A variable (LUAHOST_LOGIN_WINDOW_S=60) reaches the section as a string
+-- unless the file gave the key a number: an integer setting reads such text as its number.
 local function configured(name)
   local cfg = core.config
   local app = cfg and cfg.app
-  return app and app[name]
+  local v = app and app[name]
+  if type(v) == "string" and SPEC[name][2] == "integer" and v:match("^%-?%d+$") then
+    return tonumber(v)
+  end
+  return v
 end
 
 -- nil when v suits spec, else what it must be.

@@ -15,24 +15,19 @@
 -- limit by the number of requests in flight (bounded by the hashing queue); the next window then
 -- starts refused. That is the price of not counting successes.
 
-local core = require "luahost"
 local ratelimit = require "luahost.ratelimit"
+local config = require "lib.settings"
 
 local M = {}
-
--- Defaults when the host does not pass a setting (the issue's numbers).
-local DEFAULTS = { per_pair = 5, per_user = 20, per_addr = 100, window_s = 900 }
 
 -- The ratelimit store caps key lengths; a long username is cut, which at worst makes two very
 -- long names that share a prefix share a counter (stricter, never looser).
 local MAX_NAME_IN_KEY = 128
 
+-- The limits, from the one place that owns their defaults and ranges (lib/settings.lua).
 local function settings()
-  local cfg = core.config or {}
-  return cfg.login_max_per_pair or DEFAULTS.per_pair,
-         cfg.login_max_per_user or DEFAULTS.per_user,
-         cfg.login_max_per_addr or DEFAULTS.per_addr,
-         cfg.login_window_s or DEFAULTS.window_s
+  return config.get("login_max_per_pair"), config.get("login_max_per_user"),
+         config.get("login_max_per_addr"), config.get("login_window_s")
 end
 
 -- The three counter keys. The address comes first and never contains "|", so the pair key is

@@ -44,8 +44,7 @@ local coll_cache
 local function coll()
   if not coll_cache then
     -- Read at first use, not at load: the name is a start-up setting and --check has no database.
-    local cfg = core.config
-    coll_cache = mongo.collection(cfg and cfg.users_collection or "users")
+    coll_cache = mongo.collection(require("lib.settings").get("users_collection"))
   end
   return coll_cache
 end

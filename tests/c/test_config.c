@@ -173,7 +173,8 @@ static void test_app_section(void) {
                  sizeof err);
   LH_CHECK_INT(rc, LH_EINVAL);
   LH_CHECK(contains(err, "login_window_s is given both at the top level and in app"));
-  /* The legacy variables keep their names and types; LUAHOST_APP_<KEY> takes the file's type. */
+  /* A LUAHOST_<NAME> that is no host option lands as app.<name>, like LUAHOST_APP_<KEY>; both
+   * take the type of the file's value, a string when the file has none (the app converts). */
   setenv("LUAHOST_LOGIN_MAX_PER_PAIR", "7", 1);
   setenv("LUAHOST_ADMIN_PASSWORD", "12345", 1);
   setenv("LUAHOST_APP_FLAG", "off", 1);
@@ -183,12 +184,20 @@ static void test_app_section(void) {
   LH_CHECK_INT(rc, 0);
   if (rc)
     fprintf(stderr, "  %s\n", err);
-  LH_CHECK_STR(c.app_json, "{\"admin_password\":\"12345\",\"flag\":false,\"login_max_per_pair\":7,"
-                           "\"new_key\":\"42\",\"ratio\":0.5}");
+  LH_CHECK_STR(c.app_json, "{\"admin_password\":\"12345\",\"flag\":false,"
+                           "\"login_max_per_pair\":\"7\",\"new_key\":\"42\",\"ratio\":0.5}");
   clear_env();
   setenv("LUAHOST_LOGIN_WINDOW_S", "soon", 1);
-  LH_CHECK_INT(lh_config_load(&c, "", err, sizeof err), LH_EINVAL);
+  rc = load_text(&c, "return { app = { login_window_s = 900 } }", err, sizeof err);
+  LH_CHECK_INT(rc, LH_EINVAL);
   LH_CHECK_STR(err, "LUAHOST_LOGIN_WINDOW_S: must be a number, got 'soon'");
+  clear_env();
+  /* The host's own variables never land in the section. */
+  setenv("LUAHOST_WORKERS", "2", 1);
+  setenv("LUAHOST_CONFIG", "/nonexistent", 1);
+  rc = load_text(&c, "return { }", err, sizeof err);
+  LH_CHECK_INT(rc, 0);
+  LH_CHECK_STR(c.app_json, "{}");
   clear_env();
   setenv("LUAHOST_APP_FLAG", "maybe", 1);
   LH_CHECK_INT(load_text(&c, "return { app = { flag = true } }", err, sizeof err), LH_EINVAL);
@@ -386,8 +395,13 @@ static void test_listen_validation(void) {
 static void test_file_errors(void) {
   lh_config_t c;
   char err[512];
+  /* A near miss of a host option is a typo, not an application setting. */
   LH_CHECK_INT(load_text(&c, "return { listn = '1.2.3.4:5' }", err, sizeof err), LH_EINVAL);
-  LH_CHECK(contains(err, "t.conf: unknown option 'listn'"));
+  LH_CHECK(contains(err, "t.conf: unknown option 'listn' (did you mean listen?)"));
+  LH_CHECK_INT(load_text(&c, "return { wokers = 2 }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "(did you mean workers?)"));
+  LH_CHECK_INT(load_text(&c, "return { Listen = '1.2.3.4:5' }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "unknown option 'Listen'"));
 
   LH_CHECK_INT(load_text(&c, "return { workers = 'abc' }", err, sizeof err), LH_EINVAL);
   LH_CHECK(

@@ -35,12 +35,20 @@ describe("lib/settings.lua", function()
     assert.has_error(function() s.get("no_such_setting") end)
   end)
 
+  it("reads an integer setting given as text (an environment variable) as its number", function()
+    local s = settings_with({ app = { login_window_s = "60", admin_username = "007" } })
+    assert.equal(60, s.get("login_window_s"))
+    assert.equal("007", s.get("admin_username"))
+    assert.has_no.errors(s.check)
+    assert.has_error(settings_with({ app = { login_window_s = "60s" } }).check)
+  end)
+
   it("checks every configured value, naming the setting and its variable", function()
     assert.has_no.errors(function() settings_with({ app = { login_window_s = 60 } }).check() end)
     assert.has_no.errors(function() settings_with(nil).check() end)
     local bad = {
       { login_window_s = 0 }, { login_window_s = 86401 }, { login_max_per_pair = 1.5 },
-      { admin_userage = -1 }, { admin_userage = "30" }, { users_collection = 5 },
+      { admin_userage = -1 }, { admin_userage = "thirty" }, { users_collection = 5 },
     }
     for _, app in ipairs(bad) do
       local name = next(app)
