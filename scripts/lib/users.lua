@@ -14,7 +14,6 @@
 -- "bad_credentials", "weak_password" (the hashing scheme refused the password), or a binding's
 -- code ("unavailable", "timeout", "overloaded", "error") that the caller passes on.
 
-local core = require "luahost"
 local log = require "luahost.log"
 local json = require "luahost.json"
 local mongo = require "luahost.mongo"
