@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, os.environ.get("BENCH_BUILD_DIR", "build-bench"))
-BINARY = os.path.join(BUILD, "luahost")
+BINARY = os.environ.get("BENCH_LUAHOST") or os.path.join(BUILD, "luahost")
 RAW = os.path.join(BUILD, "mongo_reads")
 VENV_BIN = os.path.dirname(sys.executable)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -548,7 +548,7 @@ def wait_db_idle(timeout=120):
     log("the database stayed busy")
 
 
-def scenario_db(args, db, host, admin_id, ids, tmp):
+def scenario_db(args, db, host, admin_id, ids, tmp, only):
     c = args.connections
     token = login(host.url(""), ADMIN, ADMIN_PASSWORD)
     get = get_script(tmp, token, ids[:1000])
@@ -559,12 +559,19 @@ def scenario_db(args, db, host, admin_id, ids, tmp):
     def lh_get(warmup=1):
         return measure(host.url("/"), host.pids, args.duration, c, get, warmup=warmup)
 
-    log(f"2. GET /users/{{id}} vs the same two reads by libmongoc, {c} threads")
-    ra, rb = interleaved(args.reps, lh_get,
-                         lambda: raw_reads(db.uri, c, args.duration, admin_id, ids_file))
-    rows_for(f"2. `GET /users/{{id}}` ({args.workers} workers, wrk -c{c})",
-             f"two reads by libmongoc alone, {c} threads", ra, rb, csw=True)
+    if "2" in only:
+        log(f"2. GET /users/{{id}} vs the same two reads by libmongoc, {c} threads")
+        ra, rb = interleaved(args.reps, lh_get,
+                             lambda: raw_reads(db.uri, c, args.duration, admin_id, ids_file))
+        rows_for(f"2. `GET /users/{{id}}` ({args.workers} workers, wrk -c{c})",
+                 f"two reads by libmongoc alone, {c} threads", ra, rb, csw=True)
+    if "4" in only:
+        scenario_storm(args, host, lh_get, tmp)
+    if "3" in only:
+        scenario_fastapi(args, db, host, admin_id, ids, tmp, token, lh_get)
 
+
+def scenario_storm(args, host, lh_get, tmp):
     log("4. login storm: p99 of GET /users/{id} idle vs while logins saturate the hashing pool")
     login_lua = login_script(tmp, [f"bench{i:05d}" for i in range(1, 200)])
     storm_rate = []
@@ -586,6 +593,9 @@ def scenario_db(args, db, host, admin_id, ids, tmp):
     row("4. login storm", "GET req/s", med([r["rps"] for r in ra]), "the same, no logins",
         med([r["rps"] for r in rb]), "higher")
 
+
+def scenario_fastapi(args, db, host, admin_id, ids, tmp, token, lh_get):
+    c = args.connections
     log(f"3. GET /users/{{id}} and the list vs FastAPI + PyMongo async, {args.workers} workers")
     peer = FastAPIPeer(db.uri, args.workers)
     try:
@@ -703,7 +713,7 @@ def main():
                 admin_id, ids = load_users(host, db.uri, args.users)
                 ids = ids[1:]
                 if only & {"2", "3", "4"}:
-                    scenario_db(args, db, host, admin_id, ids, tmp)
+                    scenario_db(args, db, host, admin_id, ids, tmp, only)
             finally:
                 host.stop()
         if "5" in only:
