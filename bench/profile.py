@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--db", default="secantus", choices=["secantus", "ferretdb"])
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--keep", help="copy perf.data here (for perf report -i PATH --stdio -G ...)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="lh-bench-prof-")
     db = b.Database(args.db)
@@ -68,6 +69,8 @@ def main():
             lines = [x for x in out.splitlines() if x.strip() and not x.startswith("#")]
             print(f"-- perf report --sort {sort} (self time, top {args.top})")
             print("\n".join(lines[:args.top]))
+        if args.keep:
+            shutil.copy(data, args.keep)
     finally:
         if host:
             host.stop()
