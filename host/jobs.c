@@ -298,10 +298,7 @@ lh_pool_t *lh_pools_find(const char *name) {
 }
 
 lh_pool_t *lh_pools_at(unsigned i) {
-  pthread_mutex_lock(&lh_pools_mu);
-  lh_pool_t *p = i < lh_npools ? lh_pools[i] : NULL;
-  pthread_mutex_unlock(&lh_pools_mu);
-  return p;
+  return i < lh_npools ? lh_pools[i] : NULL;
 }
 
 void lh_pools_destroy_all(void) {
