@@ -53,7 +53,11 @@ static int read_file(const char *full, char **out, size_t *len, char *err, size_
 static int scan_dir(lh_script_set_t *set, const char *root, const char *rel, int depth, char *err,
                     size_t errlen) {
   char dir[2048];
-  snprintf(dir, sizeof(dir), "%s%s%s", root, *rel ? "/" : "", rel);
+  int n = snprintf(dir, sizeof(dir), "%s%s%s", root, *rel ? "/" : "", rel);
+  if (n < 0 || (size_t)n >= sizeof(dir)) {
+    snprintf(err, errlen, "scripts directory %s: path too long", root);
+    return LH_ELIMIT;
+  }
   DIR *d = opendir(dir);
   if (!d) {
     snprintf(err, errlen, "scripts directory %s: %s", dir, strerror(errno));
@@ -65,8 +69,13 @@ static int scan_dir(lh_script_set_t *set, const char *root, const char *rel, int
     if (e->d_name[0] == '.')
       continue; /* hidden files, editor swap files, "." and ".." */
     char relpath[1024], full[3072];
-    snprintf(relpath, sizeof(relpath), "%s%s%s", rel, *rel ? "/" : "", e->d_name);
-    snprintf(full, sizeof(full), "%s/%s", root, relpath);
+    int n1 = snprintf(relpath, sizeof(relpath), "%s%s%s", rel, *rel ? "/" : "", e->d_name);
+    int n2 = snprintf(full, sizeof(full), "%s/%s", root, relpath);
+    if (n1 < 0 || (size_t)n1 >= sizeof(relpath) || n2 < 0 || (size_t)n2 >= sizeof(full)) {
+      snprintf(err, errlen, "a script path is too long (below %s)", dir);
+      rc = LH_ELIMIT;
+      break;
+    }
     struct stat st;
     if (stat(full, &st) != 0)
       continue; /* vanished while we read: the next reload sees the final state */
