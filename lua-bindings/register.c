@@ -8,6 +8,7 @@
 #include "jwt.h"
 #include "mongo.h"
 #include "password.h"
+#include "unicode.h"
 
 int lh_bindings_init(const lh_config_t *cfg, char *err, size_t errlen) {
   int rc = lh_password_init(cfg, err, errlen);
@@ -30,6 +31,7 @@ void lh_bindings_preload(lua_State *L) {
   static const luaL_Reg mods[] = {{"luahost.mongo", luaopen_luahost_mongo},
                                   {"luahost.password", luaopen_luahost_password},
                                   {"luahost.jwt", luaopen_luahost_jwt},
+                                  {"luahost.unicode", luaopen_luahost_unicode},
                                   {NULL, NULL}};
   lua_getfield(L, LUA_GLOBALSINDEX, "package");
   lua_getfield(L, -1, "preload");

@@ -21,6 +21,7 @@ local HOST_MODULES = {
   ["luahost"] = true, ["luahost.json"] = true, ["luahost.log"] = true,
   ["luahost.response"] = true, ["luahost.validate"] = true, ["luahost.mongo"] = true,
   ["luahost.password"] = true, ["luahost.jwt"] = true, ["luahost.ratelimit"] = true,
+  ["luahost.unicode"] = true,
 }
 
 local METHODS = { GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
