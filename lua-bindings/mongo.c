@@ -491,7 +491,9 @@ static void project(const bson_t *doc, const bson_t *proj, bson_t *out) {
 static void run_find_one_and_update(mongoc_collection_t *coll, lh_mongo_req_t *req) {
   mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
   mongoc_find_and_modify_opts_set_update(fam, &req->update);
-  mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+  mongoc_find_and_modify_opts_set_flags(
+      fam, (mongoc_find_and_modify_flags_t)(MONGOC_FIND_AND_MODIFY_RETURN_NEW |
+                                            (req->upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0)));
   mongoc_find_and_modify_opts_set_max_time_ms(fam, (uint32_t)g_timeout_ms);
   bson_t reply;
   bson_error_t error;
@@ -544,6 +546,9 @@ static void run_create_index(mongoc_client_t *client, lh_mongo_req_t *req) {
   BSON_APPEND_UTF8(&index, "name", req->index_name);
   if (req->unique) {
     BSON_APPEND_BOOL(&index, "unique", true);
+  }
+  if (req->expire_after_s > 0) {
+    BSON_APPEND_INT64(&index, "expireAfterSeconds", req->expire_after_s);
   }
   bson_append_document_end(&indexes, &index);
   bson_append_array_end(&cmd, &indexes);
@@ -866,10 +871,19 @@ static int take_opts(lua_State *L, lh_mongo_job_t *mj, int idx, const char *cons
         snprintf(err, sizeof err, "name must be a short string");
       }
     } else if (strcmp(key, "upsert") == 0) {
-      /* Only false is supported: an upsert would bypass the service's create path. */
-      rc = lua_type(L, vi) == LUA_TBOOLEAN && !lua_toboolean(L, vi)
+      /* update_one accepts only false (an upsert there would bypass the service's create path);
+       * find_one_and_update takes either, for atomic counters. */
+      int yes = lua_toboolean(L, vi);
+      rc = lua_type(L, vi) == LUA_TBOOLEAN && (!yes || req->op == LH_MONGO_FIND_ONE_AND_UPDATE)
                ? 0
                : (snprintf(err, sizeof err, "upsert must be false"), -1);
+      req->upsert = yes;
+    } else if (strcmp(key, "expire_after_seconds") == 0) {
+      lua_Number v = lua_type(L, vi) == LUA_TNUMBER ? lua_tonumber(L, vi) : 0;
+      rc = v >= 1 && v <= 1e9 && v == floor(v)
+               ? 0
+               : (snprintf(err, sizeof err, "expire_after_seconds: an integer from 1"), -1);
+      req->expire_after_s = (int64_t)v;
     } else { /* skip, limit: numbers that may come from a client's query */
       if (lua_type(L, vi) != LUA_TNUMBER) {
         snprintf(err, sizeof err, "%s must be a number", key);
@@ -971,7 +985,7 @@ static int l_update_one(lua_State *L) {
 }
 
 static int l_find_one_and_update(lua_State *L) {
-  static const char *const allowed[] = {"projection", "unique_fields", NULL};
+  static const char *const allowed[] = {"projection", "unique_fields", "upsert", NULL};
   const char *name = check_collection(L);
   lh_mongo_job_t *mj = job_new(L, LH_MONGO_FIND_ONE_AND_UPDATE, name);
   int ret;
@@ -1008,7 +1022,7 @@ static void default_index_name(const bson_t *keys, char *out, size_t outlen) {
 }
 
 static int l_create_index(lua_State *L) {
-  static const char *const allowed[] = {"unique", "name", NULL};
+  static const char *const allowed[] = {"unique", "name", "expire_after_seconds", NULL};
   const char *name = check_collection(L);
   lh_mongo_job_t *mj = job_new(L, LH_MONGO_CREATE_INDEX, name);
   char err[256];
