@@ -73,6 +73,7 @@ static int lh_check_origin(const char *value, char *why, size_t whylen);
 
 static const char *const lh_log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const lh_password_schemes[] = {"argon2id", "bcrypt", NULL};
+static const char *const lh_throttle_stores[] = {"mongodb", "memory", NULL};
 
 /* Reloadable options may change on a hot reload; any other change needs a restart. */
 static const lh_opt_t lh_options[] = {
@@ -135,6 +136,8 @@ static const lh_opt_t lh_options[] = {
     OPT_INT(login_max_per_user, 1, 1000000, 20, 1, "failed logins per username per window"),
     OPT_INT(login_max_per_addr, 1, 1000000, 100, 1, "failed logins per client address per window"),
     OPT_INT(login_window_s, 1, 86400, 900, 1, "length of the login rate-limit window"),
+    OPT_ENUM(throttle_store, "mongodb", lh_throttle_stores, 1,
+             "where login attempts are counted: mongodb (every host) or memory (this host)"),
     OPT_LIST(trusted_proxies, n_trusted_proxies, lh_check_ip, 1,
              "proxy addresses whose X-Forwarded-For is believed"),
     OPT_LIST(cors_origins, n_cors_origins, lh_check_origin, 1,

@@ -58,6 +58,7 @@ typedef struct lh_config_s {
   char admin_password[256];
   int admin_userage;
   int login_max_per_pair, login_max_per_user, login_max_per_addr, login_window_s;
+  char throttle_store[16]; /* mongodb | memory */
   char trusted_proxies[LH_MAX_LIST][64];
   int n_trusted_proxies;
   char cors_origins[LH_MAX_LIST][256];

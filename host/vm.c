@@ -194,6 +194,7 @@ static void push_config(lua_State *L, const lh_config_t *c) {
   LH_CFG_INT(login_max_per_user);
   LH_CFG_INT(login_max_per_addr);
   LH_CFG_INT(login_window_s);
+  LH_CFG_STR(throttle_store);
 #undef LH_CFG_STR
 #undef LH_CFG_INT
   lua_pushboolean(L, c->dev);
