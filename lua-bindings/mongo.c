@@ -256,9 +256,9 @@ int lh_mongo_check_filter(const bson_t *filter, char *err, size_t errlen) {
 /* ---- pool-thread operations ---------------------------------------------------------------- */
 
 static const char *op_name(lh_mongo_op_t op) {
-  static const char *const names[] = {"insert_one",      "find_one",     "find",
-                                      "count_documents", "update_one",   "find_one_and_update",
-                                      "delete_one",      "create_index", "ping"};
+  static const char *const names[] = {
+      "insert_one", "find_one",     "find", "count_documents", "update_one", "find_one_and_update",
+      "delete_one", "create_index", "ping", "build_info"};
   return (unsigned)op < LH_ARRAY_SIZE(names) ? names[op] : "?";
 }
 
@@ -572,6 +572,20 @@ static void run_ping(mongoc_client_t *client, lh_mongo_req_t *req) {
   bson_destroy(&cmd);
 }
 
+static void run_build_info(mongoc_client_t *client, lh_mongo_req_t *req) {
+  bson_t cmd = BSON_INITIALIZER, reply;
+  BSON_APPEND_INT32(&cmd, "buildInfo", 1);
+  bson_error_t error;
+  if (!mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &error)) {
+    set_error(req, &error);
+  } else {
+    bson_concat(&req->result, &reply);
+    req->found = 1;
+  }
+  bson_destroy(&reply);
+  bson_destroy(&cmd);
+}
+
 void lh_mongo_execute(lh_mongo_req_t *req) {
   if (g_pool == NULL) {
     req->code = "unavailable";
@@ -586,7 +600,8 @@ void lh_mongo_execute(lh_mongo_req_t *req) {
     return;
   }
   mongoc_collection_t *coll = NULL;
-  if (req->op != LH_MONGO_PING && req->op != LH_MONGO_CREATE_INDEX) {
+  if (req->op != LH_MONGO_PING && req->op != LH_MONGO_CREATE_INDEX &&
+      req->op != LH_MONGO_BUILD_INFO) {
     coll = mongoc_client_get_collection(client, g_db, req->coll);
   }
   switch (req->op) {
@@ -599,6 +614,7 @@ void lh_mongo_execute(lh_mongo_req_t *req) {
   case LH_MONGO_DELETE_ONE: run_delete_one(coll, req); break;
   case LH_MONGO_CREATE_INDEX: run_create_index(client, req); break;
   case LH_MONGO_PING: run_ping(client, req); break;
+  case LH_MONGO_BUILD_INFO: run_build_info(client, req); break;
   }
   if (coll != NULL) {
     mongoc_collection_destroy(coll);
@@ -689,7 +705,8 @@ static int job_push(lh_ljob_t *lj, lua_State *co) {
   switch (req->op) {
   case LH_MONGO_INSERT_ONE: return push_inserted_id(co, req);
   case LH_MONGO_FIND_ONE:
-  case LH_MONGO_FIND_ONE_AND_UPDATE: return push_found(co, req);
+  case LH_MONGO_FIND_ONE_AND_UPDATE:
+  case LH_MONGO_BUILD_INFO: return push_found(co, req);
   case LH_MONGO_FIND: return push_docs(co, req);
   case LH_MONGO_UPDATE_ONE:
     lua_pushnumber(co, (lua_Number)req->n1);
@@ -1063,6 +1080,11 @@ static int l_ping(lua_State *L) {
   return lh_sched_await(L, "db", &mj->lj);
 }
 
+static int l_build_info(lua_State *L) {
+  lh_mongo_job_t *mj = job_new(L, LH_MONGO_BUILD_INFO, "");
+  return lh_sched_await(L, "db", &mj->lj);
+}
+
 int luaopen_luahost_mongo(lua_State *L) {
   static const luaL_Reg methods[] = {{"insert_one", l_insert_one},
                                      {"find_one", l_find_one},
@@ -1092,6 +1114,8 @@ int luaopen_luahost_mongo(lua_State *L) {
   lua_setfield(L, -2, "collection");
   lua_pushcfunction(L, l_ping);
   lua_setfield(L, -2, "ping");
+  lua_pushcfunction(L, l_build_info);
+  lua_setfield(L, -2, "build_info");
   lh_bson_register_constructors(L);
   return 1;
 }

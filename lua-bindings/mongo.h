@@ -25,6 +25,8 @@
  *   coll:create_index({{"field", 1}, ...}[, {unique=true, name="...", expire_after_seconds=n}])
  *        -> true; expire_after_seconds makes a TTL index (servers without them answer an error)
  *   mongo.ping()                                -> true | nil, code
+ *   mongo.build_info()                          -> the server's buildInfo reply | nil, code
+ *        (version, and a server's own fields such as ferretdbVersion: for feature detection)
  *   mongo.objectid([hex]), mongo.date(ms), mongo.now(), mongo.regex(pattern[, options])
  *   oid:date() -> the date the ObjectId was made (second precision)
  * A filter may not contain $where, $function or $accumulator (server-side JavaScript). */
@@ -50,7 +52,8 @@ typedef enum {
   LH_MONGO_FIND_ONE_AND_UPDATE,
   LH_MONGO_DELETE_ONE,
   LH_MONGO_CREATE_INDEX,
-  LH_MONGO_PING
+  LH_MONGO_PING,
+  LH_MONGO_BUILD_INFO
 } lh_mongo_op_t;
 
 /* One operation and its outcome. Inputs are filled on the loop thread, outputs on the pool thread.

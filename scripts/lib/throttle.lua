@@ -32,6 +32,7 @@ local core = require "luahost"
 local log = require "luahost.log"
 local mongo = require "luahost.mongo"
 local ratelimit = require "luahost.ratelimit"
+local dblock = require "lib.dblock"
 
 local floor, max = math.floor, math.max
 
@@ -118,9 +119,10 @@ function memory.abandon() end
 
 local mongodb = {}
 
--- One atomic upsert of a counter document; returns the document after it. A concurrent first
--- upsert of the same _id can lose the insert race (duplicate_key); the retry then finds it.
-local function bump(id, inc, exp)
+-- One upsert of a counter document ($inc), returning the document after it. Atomic on MongoDB;
+-- the lock makes it so on FerretDB too (lib/dblock.lua says why). A concurrent first upsert of
+-- the same _id can lose the insert race (duplicate_key); the retry then finds the document.
+local function upsert(id, inc, exp)
   local doc, err
   for _ = 1, 2 do
     doc, err = attempts():find_one_and_update({ _id = id },
@@ -129,6 +131,10 @@ local function bump(id, inc, exp)
     if err ~= "duplicate_key" then break end
   end
   return nil, err
+end
+
+local function bump(id, inc, exp)
+  return dblock.with(attempts(), id, function() return upsert(id, inc, exp) end)
 end
 
 local function each_bump(ids, inc, exp, what)
@@ -155,33 +161,51 @@ local function maybe_sweep(now_s)
 end
 
 -- How long an attempt waits for attempts in flight before it is refused, and how often it looks.
-local QUEUE_MS, POLL_MS = 3000, 20
+-- The wait doubles from POLL_MS to POLL_MAX_MS, so a crowd of waiters does not crowd the database.
+local QUEUE_MS, POLL_MS, POLL_MAX_MS = 10000, 20, 240
 
--- One try: reserves r on the three counters. -> "ok" | "locked" | "busy" (given back), ids, exp,
--- retry | nil, err
+-- Where a counter stands for one more attempt: "ok", "busy" (failures plus attempts in flight
+-- reach the limit) or "locked" (failures alone do).
+local function standing(doc, limit, extra)
+  local f, r = doc and doc.f or 0, (doc and doc.r or 0) + extra
+  if f >= limit then return "locked" end
+  if f + r > limit then return "busy" end
+  return "ok"
+end
+
+-- One try: reserves r on the three counters, in order, stopping at the first that refuses (a
+-- plain read first, so a refused attempt writes nothing). -> "ok" | "locked" | "busy" (nothing
+-- kept), ids, exp, retry | nil, err
 local function try_reserve(name_key, addr, now_s)
   local pair_max, user_max, addr_max, window = limits()
   local w, ends = M.window(now_s, window)
   local exp = mongo.date(ends * 1000)
+  local retry = max(1, math.ceil(ends - now_s))
   local pk, uk, ak = M.keys(name_key, addr)
-  local ids, state = {}, "ok"
+  local ids = {}
   for _, l in ipairs({ { pk, pair_max }, { uk, user_max }, { ak, addr_max } }) do
     local id = l[1] .. "@" .. w
-    local doc, err = bump(id, { r = 1 }, exp)
-    if not doc then
+    local doc, err = attempts():find_one({ _id = id })
+    if err then
       each_bump(ids, { r = -1 }, exp, "giving back a login reservation")
       return nil, err
     end
-    ids[#ids + 1] = id
-    local f, r = doc.f or 0, doc.r or 0
-    if f >= l[2] then
-      state = "locked"
-    elseif f + r > l[2] and state == "ok" then
-      state = "busy"
+    local state = standing(doc, l[2], 1)
+    if state == "ok" then
+      doc, err = bump(id, { r = 1 }, exp)
+      if not doc then
+        each_bump(ids, { r = -1 }, exp, "giving back a login reservation")
+        return nil, err
+      end
+      ids[#ids + 1] = id
+      state = standing(doc, l[2], 0)
+    end
+    if state ~= "ok" then
+      each_bump(ids, { r = -1 }, exp, "giving back a login reservation")
+      return state, nil, nil, retry
     end
   end
-  if state ~= "ok" then each_bump(ids, { r = -1 }, exp, "giving back a login reservation") end
-  return state, ids, exp, max(1, math.ceil(ends - now_s))
+  return "ok", ids, exp, retry
 end
 
 -- Counter documents hold f (failures) and r (attempts in flight). An attempt reserves r on all
@@ -189,31 +213,81 @@ end
 -- QUEUE_MS) while failures plus attempts in flight would pass it: at most `limit - f` attempts
 -- are ever being checked, on all hosts together, and concurrent right passwords are delayed
 -- rather than refused.
+-- Attempts of this worker per pair key that are reserving or being checked. Attempts beyond
+-- the pair limit wait here, in memory, before they touch the database: a burst on one account
+-- from one place then costs the database nothing while it waits. An entry older than
+-- LOCAL_STALE_MS is forgotten (a handler that raised never gave its place back).
+local here, LOCAL_STALE_MS = {}, 30000
+
+local function enter_here(pk, limit, started)
+  while true do
+    local e = here[pk]
+    local now = mongo.now():ms()
+    if not e or now - e.since > LOCAL_STALE_MS then
+      here[pk] = { n = 1, since = now }
+      return true
+    end
+    if e.n < limit then
+      e.n, e.since = e.n + 1, now
+      return true
+    end
+    if now - started > QUEUE_MS then return false end
+    core.sleep(5 + math.random(0, 5))
+  end
+end
+
+local function leave_here(pk)
+  local e = here[pk]
+  if not e then return end
+  e.n = e.n - 1
+  if e.n <= 0 then here[pk] = nil end
+end
+
 function mongodb.reserve(name_key, addr)
-  local started = mongo.now():ms()
+  local started, pause = mongo.now():ms(), POLL_MS
+  local pk = M.keys(name_key, addr)
+  if not enter_here(pk, setting("login_max_per_pair"), started) then
+    return false, 1
+  end
   while true do
     local now_s = mongo.now():ms() / 1000
     local state, ids, exp, retry = try_reserve(name_key, addr, now_s)
-    if state == nil then return nil, ids end
+    if state == nil then
+      leave_here(pk)
+      return nil, ids
+    end
     maybe_sweep(now_s)
-    if state == "ok" then return true, { store = "mongodb", ids = ids, exp = exp } end
-    if state == "locked" or now_s * 1000 - started > QUEUE_MS then return false, retry end
-    core.sleep(POLL_MS + math.random(0, POLL_MS))
+    if state == "ok" then
+      return true, { store = "mongodb", ids = ids, exp = exp, here = pk }
+    end
+    if state == "locked" or now_s * 1000 - started > QUEUE_MS then
+      leave_here(pk)
+      return false, retry
+    end
+    core.sleep(pause + math.random(0, pause))
+    pause = math.min(pause * 2, POLL_MAX_MS)
   end
 end
 
 function mongodb.failed(t)
   each_bump(t.ids, { f = 1, r = -1 }, t.exp, "counting a failed login")
+  leave_here(t.here)
 end
 
 function mongodb.succeeded(t)
-  each_bump(t.ids, { r = -1 }, t.exp, "giving back a login reservation")
-  local _, err = attempts():update_one({ _id = t.ids[1] }, { ["$set"] = { f = 0 } })
-  if err then log.warn("clearing a login counter failed: " .. tostring(err)) end
+  -- The pair's earlier failures are forgiven with the same write that gives the attempt back.
+  local doc, err = dblock.with(attempts(), t.ids[1], function()
+    return attempts():find_one_and_update({ _id = t.ids[1] },
+                                          { ["$inc"] = { r = -1 }, ["$set"] = { f = 0 } })
+  end)
+  if not doc and err then log.warn("clearing a login counter failed: " .. tostring(err)) end
+  each_bump({ t.ids[2], t.ids[3] }, { r = -1 }, t.exp, "giving back a login reservation")
+  leave_here(t.here)
 end
 
 function mongodb.abandon(t)
   each_bump(t.ids, { r = -1 }, t.exp, "giving back a login reservation")
+  leave_here(t.here)
 end
 
 -- ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ local json = require "luahost.json"
 local mongo = require "luahost.mongo"
 local password = require "luahost.password"
 local unicode = require "luahost.unicode"
+local dblock = require "lib.dblock"
 
 local type, tostring, pairs, ipairs = type, tostring, pairs, ipairs
 local lower, gsub = string.lower, string.gsub
@@ -285,11 +286,13 @@ end
 
 -- ---------------------------------------------------------------------------------------------
 -- The admin guard: `<users>_meta` holds {_id = "admins", n}, a count that never exceeds the
--- number of admins. Taking an admin away first decrements it atomically, only while it is above
--- 1 (find_one_and_update with n > 1), then demotes or deletes; adding an admin promotes first,
--- then increments. So n <= admins at every moment, and a successful decrement proves another
--- admin remains, whatever runs concurrently on any host. A crash between the two steps leaves n
--- too low, which can only refuse a later demotion (409): `luahost migrate` recounts it.
+-- number of admins. Taking an admin away first decrements it, only while it is above 1, then
+-- demotes or deletes; adding an admin promotes first, then increments. So n <= admins at every
+-- moment, and a successful decrement proves another admin remains, whatever runs concurrently on
+-- any host. Each step on n runs under the lock "admins" (lib/dblock.lua: FerretDB's updates are
+-- not atomic), and every role transition of a user under the lock "user:<id>", so the role read
+-- and the role written agree. A crash between the two steps leaves n too low, which can only
+-- refuse a later demotion (409): `luahost migrate` recounts it. Nothing is ever undone.
 
 local GUARD_ID = "admins"
 
@@ -316,14 +319,19 @@ end
 -- take_admin() -> true | nil, "last_admin" | nil, err
 local function take_admin()
   for _ = 1, 2 do
-    local doc, err = meta():find_one_and_update({ _id = GUARD_ID, n = { ["$gt"] = 1 } },
-                                                { ["$inc"] = { n = -1 } })
-    if err then return nil, err end
-    if doc then return true end
-    local guard
-    guard, err = meta():find_one({ _id = GUARD_ID })
-    if err then return nil, err end
-    if guard then return nil, "last_admin" end
+    local res, err = dblock.with(meta(), GUARD_ID, function()
+      local guard, gerr = meta():find_one({ _id = GUARD_ID })
+      if gerr then return nil, gerr end
+      if not guard then return "missing" end
+      if type(guard.n) ~= "number" or guard.n <= 1 then return nil, "last_admin" end
+      local matched
+      matched, gerr = meta():update_one({ _id = GUARD_ID }, { ["$set"] = { n = guard.n - 1 } })
+      if not matched then return nil, gerr end
+      return "taken"
+    end)
+    if res == "taken" then return true end
+    if not res then return nil, err end
+    -- The guard is missing (a database that never ran this version's start-up): count once.
     local ok
     ok, err = M.ensure_admin_guard()
     if not ok then return nil, err end
@@ -333,8 +341,10 @@ end
 
 -- give_admin(): one more admin exists (after a promotion, or a take that was not used).
 local function give_admin()
-  local matched, err = meta():update_one({ _id = GUARD_ID }, { ["$inc"] = { n = 1 } })
-  if not matched then
+  local ok, err = dblock.with(meta(), GUARD_ID, function()
+    return meta():update_one({ _id = GUARD_ID }, { ["$inc"] = { n = 1 } })
+  end)
+  if not ok then
     -- n stays lower than the admins: the safe side; migrate recounts.
     log.warn("incrementing the admin guard failed: " .. tostring(err))
   end
@@ -477,6 +487,8 @@ end
 -- changes: validated {username?, password?, userage?, role?}. A new password bumps the token
 -- version (older tokens fail); a new username is reserved before the write and the old one
 -- released after it.
+local update_locked
+
 function M.update(id_hex, changes)
   local oid = oid_of(id_hex)
   if not oid then return nil, "not_found" end
@@ -485,6 +497,14 @@ function M.update(id_hex, changes)
     ident, why = M.identity(changes.username)
     if not ident then return nil, "bad_username", why end
   end
+  if changes.role == nil then return update_locked(oid, changes, ident) end
+  return dblock.with(meta(), "user:" .. id_hex, function()
+    return update_locked(oid, changes, ident)
+  end)
+end
+
+-- The update itself; a change of role runs under the user's lock (see the admin guard).
+function update_locked(oid, changes, ident)
   local hash, err
   for _ = 1, 3 do
     local prev
@@ -555,10 +575,16 @@ function M.update(id_hex, changes)
   return nil, "unavailable"
 end
 
--- delete(id_hex) -> true | nil, code
+-- delete(id_hex) -> true | nil, code (under the user's lock: a deletion ends any role)
+local delete_locked
+
 function M.delete(id_hex)
   local oid = oid_of(id_hex)
   if not oid then return nil, "not_found" end
+  return dblock.with(meta(), "user:" .. id_hex, function() return delete_locked(oid) end)
+end
+
+function delete_locked(oid)
   for _ = 1, 3 do
     local prev, err = coll():find_one({ _id = oid }, { projection = PREV })
     if err then return nil, err end

@@ -485,6 +485,10 @@ static void live_lua(void) {
       "local ttl, te = ctr:create_index({{'exp', 1}}, {expire_after_seconds = 1})\n"
       "print('  info: TTL index: ' .. tostring(ttl or te))\n"
       "assert(ctr:delete_one({_id = k}) == 1)\n"
+      "local bi = assert(mongo.build_info())\n"
+      "assert(type(bi.version) == 'string' and bi.ok == 1, tostring(bi.version))\n"
+      "print('  info: buildInfo version ' .. bi.version .. ', ferretdbVersion ' ..\n"
+      "  tostring(bi.ferretdbVersion))\n"
       "return true\n";
   LH_CHECK_INT(run_request(L, &loop, cq, code), 0);
   lua_close(L);
