@@ -10,7 +10,8 @@
 /* Once per process, before any worker starts. On failure err names the cause. */
 int lh_bindings_init(const lh_config_t *cfg, char *err, size_t errlen);
 void lh_bindings_cleanup(void);
-/* Registers luahost.mongo, luahost.password, luahost.jwt and luahost.unicode in package.preload of L. */
+/* Registers luahost.mongo, luahost.password, luahost.jwt and luahost.unicode in package.preload
+ * of L. */
 void lh_bindings_preload(lua_State *L);
 
 #endif
