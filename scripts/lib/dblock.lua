@@ -15,8 +15,8 @@
 -- gets locks; MongoDB and SecantusDB apply single-document updates atomically and run fn
 -- directly. Until the answer is known (the database is down), locks are taken.
 --
--- with(coll, name, fn) -> fn's results | nil, err ("timeout" when the lock stays taken for
--- WAIT_MS, or a database code). fn runs as a protected call: an error in it releases the lock
+-- with(coll, name, fn) -> fn's results | nil, err ("lock_timeout" when the lock stays taken for
+-- WAIT_MS: contention, not an outage; or a database code). fn runs as a protected call: an error in it releases the lock
 -- and is raised again.
 
 local core = require "luahost"
@@ -46,7 +46,7 @@ local function acquire(coll, id)
       log.warn("taking over the stale lock " .. id)
       coll:delete_one({ _id = id, at = held.at })
     elseif now_ms() > deadline then
-      return nil, "timeout"
+      return nil, "lock_timeout"
     elseif held then
       core.sleep(2 + random(0, 6))
     end

@@ -23,8 +23,8 @@
 --     hash and a count after a failure, so concurrent guesses can overshoot by the requests in
 --     flight.
 --
--- Database outage (docs/operations.md): when the mongodb store cannot answer, the attempt is
--- checked against the memory store instead (logged), so the gate never opens and nobody is locked
+-- Database outage (docs/operations.md): when the mongodb store cannot answer (unavailable,
+-- timeout, overloaded), the attempt is checked against the memory store instead (logged), so the gate never opens and nobody is locked
 -- out by the outage itself; the login then needs the users collection, which answers 503 with
 -- Retry-After while the database is down. Counters kept in MongoDB survive the outage.
 
@@ -121,16 +121,17 @@ local mongodb = {}
 
 -- One upsert of a counter document ($inc), returning the document after it. Atomic on MongoDB;
 -- the lock makes it so on FerretDB too (lib/dblock.lua says why). A concurrent first upsert of
--- the same _id can lose the insert race (duplicate_key); the retry then finds the document.
+-- the same _id can lose the insert race: MongoDB answers duplicate_key, SecantusDB no document;
+-- the retry then finds the document.
 local function upsert(id, inc, exp)
   local doc, err
-  for _ = 1, 2 do
+  for _ = 1, 3 do
     doc, err = attempts():find_one_and_update({ _id = id },
       { ["$inc"] = inc, ["$set"] = { exp = exp } }, { upsert = true })
     if doc then return doc end
-    if err ~= "duplicate_key" then break end
+    if err and err ~= "duplicate_key" then return nil, err end
   end
-  return nil, err
+  return nil, err or "error"
 end
 
 local function bump(id, inc, exp)
@@ -300,6 +301,10 @@ local STORES = { memory = memory, mongodb = mongodb }
 function M.reserve(name_key, addr)
   local store = STORES[setting("throttle_store")] or mongodb
   local ok, ticket = store.reserve(name_key, addr)
+  if ok == nil and ticket == "lock_timeout" then
+    -- The counters are there but crowded: refuse (fail closed), never fall back.
+    return false, 1
+  end
   if ok == nil then
     if not OUTAGE[ticket] then log.error("login counters: " .. tostring(ticket)) end
     log.warn("login counters unavailable (" .. tostring(ticket) .. "): this host's own " ..

@@ -320,14 +320,16 @@ end
 local function take_admin()
   for _ = 1, 2 do
     local res, err = dblock.with(meta(), GUARD_ID, function()
-      local guard, gerr = meta():find_one({ _id = GUARD_ID })
+      -- One conditional update: atomic where updates are, and under the lock where they are not.
+      local doc, gerr = meta():find_one_and_update({ _id = GUARD_ID, n = { ["$gt"] = 1 } },
+                                                   { ["$inc"] = { n = -1 } })
       if gerr then return nil, gerr end
-      if not guard then return "missing" end
-      if type(guard.n) ~= "number" or guard.n <= 1 then return nil, "last_admin" end
-      local matched
-      matched, gerr = meta():update_one({ _id = GUARD_ID }, { ["$set"] = { n = guard.n - 1 } })
-      if not matched then return nil, gerr end
-      return "taken"
+      if doc then return "taken" end
+      local guard
+      guard, gerr = meta():find_one({ _id = GUARD_ID })
+      if gerr then return nil, gerr end
+      if guard then return nil, "last_admin" end
+      return "missing"
     end)
     if res == "taken" then return true end
     if not res then return nil, err end
@@ -646,9 +648,9 @@ end
 -- (derived, so stale copies are corrected too), token_version 0 and timestamps when missing, role
 -- "user" when missing, and the original service's hash field (FastAPI stored `hashed_password`,
 -- some versions `password`) moved to password_hash.
-function M.migration_update(doc, now)
+function M.migration_update(doc, now, ident)
   local set, unset = {}, {}
-  local ident = stored_identity(doc.username)
+  ident = ident or stored_identity(doc.username)
   if ident then
     if doc.username ~= ident.name then set.username = ident.name end
     if doc.username_lc ~= ident.key then set.username_lc = ident.key end
@@ -731,13 +733,14 @@ end
 -- then run migrate again). Names that today's identity rules would refuse (a trailing space, a
 -- zero-width character) keep working and are listed as rule_warnings.
 function M.migrate(dry_run)
-  local docs, by_skel, invalid, warnings = {}, {}, {}, {}
+  local docs, by_skel, invalid, warnings, ident_of = {}, {}, {}, {}, {}
   local ok, err = scan(coll(), {
     _id = 1, username = 1, username_lc = 1, username_skel = 1, role = 1, token_version = 1,
     created_at = 1, updated_at = 1, password_hash = 1, password = 1, hashed_password = 1,
   }, function(d)
     docs[#docs + 1] = d
     local ident = stored_identity(d.username)
+    ident_of[d] = ident
     if ident then
       local group = by_skel[ident.skeleton]
       if not group then group = {}; by_skel[ident.skeleton] = group end
@@ -758,7 +761,7 @@ function M.migrate(dry_run)
       local ids, list, keys, same = {}, {}, {}, true
       for i, d in ipairs(group) do
         ids[i], list[i] = tostring(d._id), d.username
-        keys[i] = stored_identity(d.username).key
+        keys[i] = ident_of[d].key
         if keys[i] ~= keys[1] then same = false end
       end
       conflicts[#conflicts + 1] = {
@@ -783,10 +786,10 @@ function M.migrate(dry_run)
 
   local now, migrated = mongo.now(), 0
   for _, d in ipairs(docs) do
-    local ident = stored_identity(d.username)
+    local ident = ident_of[d]
     local group = ident and by_skel[ident.skeleton]
     if group and #group == 1 then
-      local update = M.migration_update(d, now)
+      local update = M.migration_update(d, now, ident)
       if update then
         if not dry_run then
           local matched
