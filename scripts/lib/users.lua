@@ -224,6 +224,8 @@ local function now_ms()
   return mongo.now():ms()
 end
 
+local legacy_padding
+
 -- Whether a name document may be taken over: its user is gone or carries another name, and it is
 -- older than the grace period (a create or rename still in progress is never taken).
 -- -> true | false | nil, err
@@ -360,6 +362,31 @@ end
 -- user (a fixed absent _id when the name is unknown), then the user's hash or the dummy one. An
 -- unknown user, a look-alike of another user, a user without a usable hash and a wrong password
 -- give the same answer at the same cost, so timing does not tell which names exist.
+-- Legacy bcrypt hashes (the original service's, cost 12: about ten times an argon2id check) would
+-- let timing tell a not-yet-upgraded account from any other name. Wrapping them (argon2id over
+-- the bcrypt hash) cannot help: checking a password still needs the bcrypt computation. So cost
+-- is padded instead: `luahost migrate` records one remaining bcrypt hash in `<users>_meta`
+-- ({_id = "legacy_bcrypt", hash}) while any remain; then every login verifies both kinds, a
+-- bcrypt account also the dummy argon2id hash, every other login also that recorded bcrypt hash
+-- (its answer ignored). Each worker re-reads the record once a minute. Once the bcrypt users
+-- have logged in (their hashes are replaced then), the next migrate removes the record.
+local PADDING_TTL_MS = 60000
+local padding = { hash = nil, read_ms = -math.huge }
+
+-- legacy_padding(is_legacy) -> bcrypt hash to verify for equal cost | nil
+function legacy_padding(is_legacy)
+  local now = now_ms()
+  if now - padding.read_ms > PADDING_TTL_MS then
+    local doc, err = meta():find_one({ _id = "legacy_bcrypt" })
+    if not err then
+      padding.hash = doc and type(doc.hash) == "string" and doc.hash or nil
+      padding.read_ms = now
+    end
+  end
+  if is_legacy then return nil end
+  return padding.hash
+end
+
 -- by_id(collection, id, projection) -> doc | nil | nil, err: a read by _id whose cost does not
 -- depend on where the document is. On MongoDB the _id index answers. FerretDB 1.24 (SQLite)
 -- evaluates _id equality in SQL without using an index: a find_one stops at the first match, so
@@ -387,12 +414,18 @@ function M.check_password(username, pw)
   -- A look-alike (same skeleton, other key) is not this user.
   if doc and doc.username_lc ~= key then doc = nil end
   local hash = doc and doc.password_hash
+  local legacy = type(hash) == "string" and hash:sub(1, 2) == "$2"
+  -- Equal cost for everyone while bcrypt accounts of the original service remain (see
+  -- legacy_padding): the other kind of hash is verified too and its answer ignored.
+  local pad = legacy_padding(legacy)
   if type(hash) ~= "string" then
     local _, derr = password.verify_dummy(pw)
+    if pad then password.verify(pw, pad) end
     if derr and derr ~= "bad_value" then return nil, derr end
     return nil, "bad_credentials"
   end
   local ok, verr = password.verify(pw, hash)
+  if legacy then password.verify_dummy(pw) elseif pad then password.verify(pw, pad) end
   if verr == "bad_hash" or verr == "bad_value" then
     -- A corrupt stored hash or a NUL in the password: a failed login, not a server error.
     if verr == "bad_hash" then
@@ -818,6 +851,27 @@ function M.migrate(dry_run)
     stats, err = rebuild_names(owner_of)
     if not stats then return nil, err end
     result.names = stats
+    -- One remaining bcrypt hash for login cost padding (see legacy_padding), or none.
+    local sample
+    for _, d in ipairs(docs) do
+      local h = type(d.password_hash) == "string" and d.password_hash
+                or (type(d.hashed_password) == "string" and d.hashed_password)
+                or (type(d.password) == "string" and d.password)
+      if h and h:sub(1, 2) == "$2" then sample = h; break end
+    end
+    if sample then
+      local _, perr = meta():insert_one({ _id = "legacy_bcrypt", hash = sample })
+      if perr == "duplicate_key" then
+        local matched
+        matched, perr = meta():update_one({ _id = "legacy_bcrypt" }, { ["$set"] = { hash = sample } })
+        if matched then perr = nil end
+      end
+      if perr then return nil, perr end
+    else
+      local _, perr = meta():delete_one({ _id = "legacy_bcrypt" })
+      if perr then return nil, perr end
+    end
+    result.legacy_bcrypt = sample ~= nil
     -- Offline, so a recount cannot race a demotion in flight.
     ok, err = M.ensure_admin_guard(true)
     if not ok then return nil, err end

@@ -482,3 +482,68 @@ def test_login_costs_the_same_for_the_first_the_last_and_an_unknown_name(tmp_pat
             assert 1 / limit <= ratio[k] <= limit, (ratio, med)
     finally:
         h.stop()
+
+
+def bcrypt_at_cost(password, cost):
+    """A $2b$ hash at the given cost (the original service used 12), or skip."""
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+            h = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=2 ** cost))
+    except (ImportError, AttributeError, ValueError):
+        h = None
+    if not h or not h.startswith("$2"):
+        pytest.skip("no bcrypt implementation in this Python")
+    return "$2b$" + h[4:]
+
+
+def test_a_legacy_bcrypt_account_costs_what_every_login_costs(tmp_path):
+    """Until its first login replaces it, a bcrypt hash of the original service must not make
+    its account's wrong passwords slower than anyone else's (or unknown names faster)."""
+    db_name = "lh_test_mig_" + unique("")
+    db = mongo_db(db_name)
+    legacy = {"username": "legacy" + unique(""), "hashed_password": bcrypt_at_cost("legacy-pw-1", 10),
+              "userage": 30, "role": "user"}
+    db.users.insert_one(legacy)
+    env = admin_env(LUAHOST_LOGIN_MAX_PER_PAIR=100000, LUAHOST_LOGIN_MAX_PER_USER=100000,
+                    LUAHOST_LOGIN_MAX_PER_ADDR=100000, LUAHOST_ARGON2_T=2,
+                    LUAHOST_ARGON2_M_KIB=19456)
+    rc, result, out = run_migrate(host_env(db_name, {"LUAHOST_ARGON2_T": "2",
+                                                     "LUAHOST_ARGON2_M_KIB": "19456"}))
+    assert rc == 0 and result["legacy_bcrypt"] is True, out
+    assert db.users_meta.find_one({"_id": "legacy_bcrypt"})["hash"].startswith("$2b$10$")
+    h = start_users_host(tmp_path, env=env, workers=1, db_name=db_name)
+    try:
+        c = Client(h)
+        admin = c.token(ADMIN_NAME, ADMIN_PASSWORD)
+        modern, _, _ = c.new_user(admin)
+        names = {"legacy": legacy["username"], "modern": modern["username"],
+                 "unknown": "nobody" + unique("")}
+        times = {k: [] for k in names}
+        for _ in range(2):
+            for n in names.values():
+                c.login(n, "wrong-password")
+        for _ in range(15):
+            for k, n in names.items():
+                t = time.perf_counter()
+                assert c.login(n, "wrong-password").status == 401
+                times[k].append(time.perf_counter() - t)
+        ratio = {k: statistics.median(t / f for t, f in zip(times[k], times["modern"]))
+                 for k in times}
+        med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+        print("\n  fleet: wrong-password medians with a bcrypt-10 account present: legacy %.1f ms, "
+              "modern %.1f ms, unknown %.1f ms (%s)" % (med["legacy"], med["modern"],
+                                                        med["unknown"], DB_KIND))
+        limit = 1.2 if not SANITIZED else 1.2 * timing_factor()
+        for k in ("legacy", "unknown"):
+            assert 1 / limit <= ratio[k] <= limit, (ratio, med)
+        # the right password upgrades the hash; the next migrate then stops the padding
+        assert c.token(legacy["username"], "legacy-pw-1")
+        assert db.users.find_one({"username": legacy["username"]})["password_hash"].startswith("$argon2id$")
+    finally:
+        h.stop()
+    rc, result, out = run_migrate(host_env(db_name))
+    assert rc == 0 and result["legacy_bcrypt"] is False, out
+    assert db.users_meta.find_one({"_id": "legacy_bcrypt"}) is None
