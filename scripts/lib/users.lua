@@ -13,7 +13,7 @@
 -- taken name, `{_id = skeleton, user = <user _id>, at = <reserved at>}`. Equal keys have equal
 -- skeletons, so one document per skeleton makes both the key and the look-alike unique. A login
 -- reads that document by _id, then the user by _id; an unknown name reads a fixed absent _id
--- instead, so every login costs two primary-key reads and one hash.
+-- instead, so every login costs two reads by _id and one hash (see by_id for FerretDB).
 --
 -- Without transactions the two collections are kept consistent by the write order: reserve the
 -- name (insert; the _id decides races), write the user, release the old name (delete filtered by
@@ -23,11 +23,14 @@
 --
 -- Password hashes never leave this file: every read that serves a client uses PUBLIC (an inclusion
 -- projection, so even fields this file does not know about stay in the database), and the few
--- reads that need the hash (login, the last-admin undo) keep it in locals that are never returned.
+-- reads that need the hash (login, migration) keep it in locals that are never returned.
 --
 -- Runtime outcomes are `nil, code`: "not_found", "username_taken", "last_admin",
--- "bad_credentials", "weak_password" (the hashing scheme refused the password), or a binding's
--- code ("unavailable", "timeout", "overloaded", "error") that the caller passes on.
+-- "bad_credentials", "weak_password" (the hashing scheme refused the password), "bad_username"
+-- (with the identity rule as a third value; lib/schemas.lua answers these with 422 before a
+-- handler runs), or a binding's code ("unavailable", "timeout", "overloaded", "error",
+-- "lock_timeout") that the caller passes on. "unavailable" also answers an update or delete
+-- whose user kept changing role under it through three attempts.
 
 local core = require "luahost"
 local log = require "luahost.log"
@@ -35,7 +38,18 @@ local json = require "luahost.json"
 local mongo = require "luahost.mongo"
 local password = require "luahost.password"
 local unicode = require "luahost.unicode"
-local dblock = require "lib.dblock"
+local dblock_mod = require "lib.dblock"
+
+-- Locks as this module uses them: contention on a lock is "overloaded" to callers (503 with
+-- Retry-After), like a full database queue.
+local dblock = {}
+function dblock.with(c, name, fn)
+  local function pass(a, ...)
+    if a == nil and (...) == "lock_timeout" then return nil, "overloaded" end
+    return a, ...
+  end
+  return pass(dblock_mod.with(c, name, fn))
+end
 
 local type, tostring, pairs, ipairs = type, tostring, pairs, ipairs
 local lower, gsub = string.lower, string.gsub
