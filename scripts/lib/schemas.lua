@@ -34,12 +34,17 @@ local NAME_MESSAGES = {
   invisible = "username repeats a combining mark",
 }
 
+-- username_problem(why) -> code, message: how a broken identity rule reads in a 422.
+function M.username_problem(why)
+  return why, NAME_MESSAGES[why] or "username is not allowed"
+end
+
 function M.check_username(v)
   local nfc, err = unicode.nfc(v)
   local ok, why = false, err
   if nfc then ok, why = unicode.check_name(nfc) end
   if ok then return true end
-  return false, why, NAME_MESSAGES[why] or "username is not allowed"
+  return false, M.username_problem(why)
 end
 
 -- One definition per rule, so create, update and the admin bootstrap cannot drift apart.
