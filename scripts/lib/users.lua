@@ -1,10 +1,10 @@
 -- lib/users.lua: the user records, and the only module that talks to the users collection.
 --
--- Owns: the document shape (ARCHITECTURE §4: _id, username, username_lc, password_hash, userage,
--- role, token_version, created_at, updated_at), the projection that keeps password hashes inside
--- the database layer, the public form of a user, case-insensitive names, the list query (escaped
--- substring filter, whitelisted sort), password checks and re-hashing, and the "at least one
--- admin" rule.
+-- Owns: the document shape (docs/architecture.md, section 9: _id, username, username_lc,
+-- password_hash, userage, role, token_version, created_at, updated_at), the projection that keeps
+-- password hashes inside the database layer, the public form of a user, case-insensitive names,
+-- the list query (escaped substring filter, whitelisted sort), password checks and re-hashing, and
+-- the "at least one admin" rule.
 --
 -- Password hashes never leave this file: every read that serves a client uses PUBLIC (an inclusion
 -- projection, so even fields this file does not know about stay in the database), and the few
