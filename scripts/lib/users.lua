@@ -1,6 +1,6 @@
 -- lib/users.lua: the user records, and the only module that talks to the users collection.
 --
--- Owns: the document shape (ARCHITECTURE §4: _id, username, username_lc, username_skel,
+-- Owns: the document shape (docs/architecture.md, section 9: _id, username, username_lc, username_skel,
 -- password_hash, userage, role, token_version, created_at, updated_at), the projection that keeps
 -- password hashes inside the database layer, the public form of a user, name identity (below), the
 -- list query (escaped substring filter, whitelisted sort), password checks and re-hashing, and the
