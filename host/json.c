@@ -255,8 +255,9 @@ static int lh_json_encode_number(lh_json_enc_t *c, double x) {
     return lh_json_fail(c, "cannot encode %s", "NaN");
   if (isinf(x))
     return lh_json_fail(c, "cannot encode %s", x > 0 ? "Infinity" : "-Infinity");
-  /* Integral values within int64 print exactly, without a fraction and without printf. */
-  if (x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
+  /* Integral values within the safe range print exactly, without a fraction and without printf.
+   * Decoding refuses integers outside it, so larger integral values print below as reals. */
+  if (x >= -(double)LH_MAX_SAFE_INT && x <= (double)LH_MAX_SAFE_INT) {
     long long i = (long long)x;
     if ((double)i == x) {
       if (i < 0) {
@@ -273,9 +274,18 @@ static int lh_json_encode_number(lh_json_enc_t *c, double x) {
   if (strtod(tmp, NULL) != x)
     n = snprintf(tmp, sizeof(tmp), "%.17g", x);
   /* A locale with a decimal comma would make invalid JSON. */
+  int real = 0;
   for (int i = 0; i < n; i++) {
     if (tmp[i] == ',')
       tmp[i] = '.';
+    if (tmp[i] == '.' || tmp[i] == 'e')
+      real = 1;
+  }
+  /* 9007199254740993 and the like print all their digits with %.17g: a fraction keeps them a
+   * real for the decoder, which refuses integers past the safe range. */
+  if (!real && n + 2 < (int)sizeof(tmp)) {
+    memcpy(tmp + n, ".0", 2);
+    n += 2;
   }
   return lh_buf_append(c->out, tmp, (size_t)n);
 }
@@ -345,6 +355,8 @@ static int lh_json_push_entry(lh_json_enc_t *c, const char *key, size_t len, int
 /* Writes the sorted entries [ebase, c->n) of the table at idx as an object. */
 static int lh_json_emit_object(lh_json_enc_t *c, int idx, size_t ebase, int depth) {
   lua_State *L = c->L;
+  if (c->n == ebase) /* {}: c->ents may still be NULL, and NULL + 0 is undefined */
+    return lh_buf_append(c->out, "{}", 2);
   lh_json_sort_entries(c->ents + ebase, c->n - ebase);
   lh_buf_putc(c->out, '{');
   for (size_t i = ebase; i < c->n; i++) {
@@ -356,6 +368,9 @@ static int lh_json_emit_object(lh_json_enc_t *c, int idx, size_t ebase, int dept
      * keys could collide into a duplicate that no strict decoder accepts. */
     if (!lh_utf8_valid((const unsigned char *)e.key, e.len))
       return lh_json_fail(c, "cannot encode an object key that is not %s", "valid UTF-8");
+    /* Decoding refuses \u0000 in keys (lh_json_decode): what is encoded must decode. */
+    if (memchr(e.key, '\0', e.len))
+      return lh_json_fail(c, "cannot encode an object key holding %s", "a NUL byte");
     lh_buf_put_json_string(c->out, e.key, e.len);
     lh_buf_putc(c->out, ':');
     if (e.vidx) {

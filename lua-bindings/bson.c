@@ -365,6 +365,12 @@ static int push_container(lua_State *L, bson_iter_t *child, int array, int depth
       lua_rawset(L, t);
     }
   }
+  /* bson_iter_next also stops at a corrupt element (a length past the document, a bad type):
+   * that must fail the conversion, not read as the end of the document. */
+  if (child->err_off != 0) {
+    lua_settop(L, t - 1);
+    return LH_EINVAL;
+  }
   if (array) {
     lh_json_push_array_mt(L);
     lua_setmetatable(L, t);

@@ -363,7 +363,28 @@ static void test_other_bson_types(void) {
   lua_close(L);
 }
 
+/* A corrupt element (here a string whose length runs past the document) fails the conversion:
+ * it must not read as the end of the document and yield the fields before it with success. */
+static void test_corrupt_element_is_an_error(void) {
+  lua_State *L = new_state();
+  /* {a: 1, n: <string of length 1000 in a 22-byte document>} */
+  const uint8_t top[22] = {22,   0,   0, 0,    0x10, 'a', 0, 1,   0,   0, 0,
+                           0x02, 'n', 0, 0xe8, 3,    0,   0, 'h', 'i', 0, 0};
+  /* {d: {a: 1, n: <the same string>}}: the corruption one level down */
+  const uint8_t nested[30] = {30, 0, 0, 0,    0x03, 'd', 0,    22, 0, 0, 0,   0x10, 'a', 0, 1,
+                              0,  0, 0, 0x02, 'n',  0,   0xe8, 3,  0, 0, 'h', 'i',  0,   0, 0};
+  bson_t doc;
+  LH_CHECK(bson_init_static(&doc, top, sizeof top));
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  LH_CHECK(bson_init_static(&doc, nested, sizeof nested));
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  lua_close(L);
+}
+
 int main(void) {
+  LH_RUN(test_corrupt_element_is_an_error);
   LH_RUN(test_round_trip_all_types);
   LH_RUN(test_number_types);
   LH_RUN(test_arrays);
