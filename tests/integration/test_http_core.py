@@ -527,3 +527,84 @@ def test_access_log_stays_json_for_invalid_utf8_in_the_request(host):
         _json.loads(l.decode("utf-8"))
     line = _json.loads(mine[-1].decode("utf-8"))
     assert line["msg"] == "access" and line["path"] == "/hello/\ufffd\ufffd\ufffd"
+
+
+def send_all_then_read(port, data, timeout=10):
+    """Sends every byte (the server may answer and stop reading long before), then reads the
+    answer until the server closes; a reset on either side counts as no answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            return b""
+        return read_until_close(s, timeout)
+
+
+@pytest.mark.parametrize("case", ["header_200k", "header_10m", "body_10m", "chunked_10m"])
+def test_error_answers_with_unread_input_close_lingering_so_the_client_reads_them(host, case):
+    # A 431 after 16 KB of a 200 KB header block, a 413 after the header block of a 10 MB body
+    # (more than the loopback's socket buffers hold, so the client is still sending):
+    # closing at once with the rest unread makes the kernel send a reset that can destroy the
+    # answer. The host half-closes and drains instead, so the client reads the answer every time.
+    if case.startswith("header"):
+        n = 200_000 if case == "header_200k" else 10_000_000
+        data = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * n + b"\r\n\r\n"
+        want = (431, "headers_too_large")
+    elif case == "body_10m":
+        data = (b"PUT /anyjson HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 10000000\r\n\r\n" + b"a" * 10_000_000)
+        want = (413, "body_too_large")
+    else:
+        chunk = b"%x\r\n" % 100_000 + b"a" * 100_000 + b"\r\n"
+        data = (b"PUT /anyjson HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + chunk * 100 + b"0\r\n\r\n")
+        want = (413, "body_too_large")
+    for attempt in range(5):
+        reply = send_all_then_read(host.port, data)
+        assert reply.startswith(b"HTTP/1.1 %d" % want[0]), (attempt, reply[:200])
+        assert_envelope_error(parse_one(reply), *want)
+    still_serving(host)
+
+
+def test_lingering_is_bounded_by_bytes(host):
+    # A client that keeps sending after an error answer is cut off after a bounded amount.
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 20_000 + b"\r\n\r\n")
+        sent, cut = 0, False
+        block = b"x" * 65536
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                sent += s.send(block)
+            except OSError:
+                cut = True
+                break
+        assert cut and sent < 64 * 1024 * 1024, sent
+    still_serving(host)
+
+
+def access_lines(h, status):
+    import json as _json
+    return [_json.loads(l) for l in h.logs().splitlines()
+            if '"msg":"access"' in l and f'"status":{status},' in l]
+
+
+def test_answers_before_a_request_is_complete_log_their_own_duration(host):
+    # The request's clock starts at its first byte: a framing error on a fresh connection, or on a
+    # connection whose previous request ended a while ago, logs a small duration (neither the time
+    # since boot nor the time since the previous request).
+    reply = raw(host.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 17000 + b"\r\n\r\n")
+        assert read_until_close(s).startswith(b"HTTP/1.1 431")
+    deadline = time.time() + 5
+    while time.time() < deadline and (not access_lines(host, 400) or not access_lines(host, 431)):
+        time.sleep(0.05)
+    lines = access_lines(host, 400) + access_lines(host, 431)
+    assert len(lines) == 2, host.logs()
+    for line in lines:
+        assert 0 <= line["duration_ms"] < 1000, line
