@@ -487,3 +487,24 @@ def test_pattern_guard_lets_linear_patterns_through(host, pattern, fill, n, tail
     assert d["ok"] is True, d
     assert d["found"] is found
     assert time.time() - t0 < 2 * timing_factor()
+
+
+def test_decoded_body_size_is_bounded(start_host):
+    # The body's byte size does not bound what it decodes into: many small values cost far more
+    # in Lua. Past max_body_values or max_body_decoded_bytes the request fails with 422 naming it.
+    h = start_host("runtime", env={"LUAHOST_MAX_BODY_VALUES": "100",
+                                   "LUAHOST_MAX_BODY_DECODED_BYTES": "20000"})
+    ctype = {"Content-Type": "application/json"}
+    ok = "{" + ",".join(f'"k{i}":{i}' for i in range(50)) + "}"
+    assert h.request("POST", "/anyjson", body=ok, headers=ctype).status == 200
+    many = "[" + ",".join(["0"] * 150) + "]"
+    r = h.request("POST", "/anyjson", body=many, headers=ctype)
+    assert r.status == 422, r
+    err = r.json()["response_data"]["errors"][0]
+    assert err["in"] == "body" and "more than 100 values" in err["message"], err
+    big = '{"a":"' + "x" * 30000 + '"}'
+    r = h.request("POST", "/anyjson", body=big, headers=ctype)
+    assert r.status == 422 and "more than 20000 bytes" in r.body.decode(), r
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = h.request("POST", "/form", body="&".join(f"f{i}=1" for i in range(150)), headers=form)
+    assert r.status == 422 and "more than 100 values" in r.body.decode(), r
