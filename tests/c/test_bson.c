@@ -383,7 +383,37 @@ static void test_corrupt_element_is_an_error(void) {
   lua_close(L);
 }
 
+/* A stored string that is not UTF-8 reads as U+FFFD per bad byte, so the table converts back (the
+ * Lua -> BSON direction refuses invalid UTF-8); a key that is not UTF-8 fails the conversion. */
+static void test_invalid_utf8_from_the_database(void) {
+  lua_State *L = new_state();
+  bson_t doc = BSON_INITIALIZER;
+  bson_append_utf8(&doc, "name", 4, "he\x94\x8fo", 5);
+  bson_append_code(&doc, "code", 4,
+                   "a\xff"
+                   "b");
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), 0);
+  lua_getfield(L, -1, "name");
+  LH_CHECK_STR(lua_tostring(L, -1), "he\xef\xbf\xbd\xef\xbf\xbd"
+                                    "o");
+  lua_pop(L, 1);
+  bson_t back;
+  char why[128];
+  bson_init(&back);
+  LH_CHECK_INT(lh_bson_from_lua(L, -1, &back, why, sizeof why), 0);
+  bson_destroy(&back);
+  lua_pop(L, 1);
+  bson_destroy(&doc);
+  bson_init(&doc);
+  bson_append_int32(&doc, "k\xff", 2, 1);
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  bson_destroy(&doc);
+  lua_close(L);
+}
+
 int main(void) {
+  LH_RUN(test_invalid_utf8_from_the_database);
   LH_RUN(test_corrupt_element_is_an_error);
   LH_RUN(test_round_trip_all_types);
   LH_RUN(test_number_types);
