@@ -103,7 +103,7 @@ static const lh_opt_t lh_options[] = {
     OPT_INT(max_body_bytes, 0, 67108864, 65536, 1, "largest request body (413 beyond)"),
     OPT_INT(max_body_values, 0, 100000000, 10000, 0,
             "most values one decoded JSON or form body may hold (0: no bound)"),
-    OPT_INT(max_body_decoded_bytes, 0, 2000000000, 1048576, 0,
+    OPT_INT(max_body_decoded_bytes, 0, 2000000000, 262144, 0,
             "largest estimated size of one decoded JSON or form body (0: no bound)"),
     OPT_INT(header_timeout_ms, 100, 600000, 10000, 1, "time to receive the request head"),
     OPT_INT(body_timeout_ms, 100, 600000, 10000, 1, "time to receive the request body"),
