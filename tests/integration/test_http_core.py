@@ -301,19 +301,49 @@ def test_idle_keep_alive_connection_is_closed(timeout_host):
         assert 0.3 < time.time() - t0 < 3
 
 
+def wait_for_status(h, path, status, code=None, timeout=15):
+    """Requests path until it answers status (and the envelope's code, when given): the state
+    the test assumes, waited for instead of slept for."""
+    deadline = time.time() + timeout
+    r = None
+    while time.time() < deadline:
+        r = parse_one(raw(h.port, b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                          % path.encode()))
+        if r.status == status and (code is None or r.json()["response_data"].get("code") == code):
+            return r
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never answered {status}: {r!r}")
+
+
+def open_connections(h):
+    text = h.get("/metrics").body.decode()
+    return int(re.search(r"^luahost_connections (\d+)$", text, re.M).group(1))
+
+
+def wait_open_connections(h, n, timeout=15):
+    """Waits until the open-connection gauge reads n (the /metrics request itself included)."""
+    deadline = time.time() + timeout
+    got = None
+    while time.time() < deadline:
+        got = open_connections(h)
+        if got == n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"open connections never {n}: {got}")
+
+
 def test_connection_cap(start_host):
     h = start_host("runtime", env={"LUAHOST_MAX_CONNECTIONS": "3"})
     held = [socket.create_connection(("127.0.0.1", h.port)) for _ in range(3)]
     try:
-        time.sleep(0.2)
-        r = parse_one(raw(h.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"))
+        # Once the host has accepted the three, a fourth is refused (waited for, not slept for).
+        r = wait_for_status(h, "/healthz", 503)
         assert_envelope_error(r, 503, "too_many_connections")
         assert r.headers["retry-after"]
     finally:
         for s in held:
             s.close()
-    time.sleep(0.2)
-    still_serving(h)
+    wait_for_status(h, "/healthz", 200)
 
 
 def test_requests_per_connection_cap(start_host):
@@ -333,7 +363,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(start_host):
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.3)
+    wait_open_connections(h, 2)  # the slow request is in (its connection and this /metrics one)
     code = h.stop()
     t.join()
     assert result["r"].status == 200
@@ -405,8 +435,7 @@ def test_readyz_is_503_while_the_database_does_not_answer(start_host):
     dead.close()  # nothing listens there
     h = start_host("runtime", env={"LUAHOST_MONGODB_URI": f"mongodb://127.0.0.1:{port}",
                                    "LUAHOST_DB_TIMEOUT_MS": "300"})
-    time.sleep(1.0)
-    r = h.get("/readyz")
+    r = wait_for_status(h, "/readyz", 503, "database_unavailable")  # once a probe has failed
     assert_envelope_error(r, 503, "database_unavailable")
     assert r.headers["retry-after"]
     assert h.get("/healthz").status == 200  # alive, just not ready
@@ -429,14 +458,9 @@ def test_a_client_that_does_not_read_is_disconnected(start_host):
                 pass
     except OSError:
         pass  # already closed by the server: fine
-    # Never read. The server must give up on the stuck response within its timeout: its open
+    # Never read. The server must give up on the stuck response (its send timeout): its open
     # connection gauge then counts only the /metrics request itself.
-    def open_connections():
-        text = h.get("/metrics").body.decode()
-        return int(re.search(r"^luahost_connections (\d+)$", text, re.M).group(1))
-
-    time.sleep(2.0)
-    assert open_connections() == 1
+    wait_open_connections(h, 1)
     s.close()
     still_serving(h)
 
