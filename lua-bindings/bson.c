@@ -352,6 +352,14 @@ static int push_container(lua_State *L, bson_iter_t *child, int array, int depth
   int t = lua_gettop(L);
   int i = 1;
   while (bson_iter_next(child)) {
+    /* A key that is not UTF-8 is a corrupt element, in an array too (whose keys are otherwise
+     * ignored); it is refused rather than repaired: two repaired keys could collide. */
+    const char *key = bson_iter_key(child);
+    uint32_t klen = bson_iter_key_len(child);
+    if (!lh_utf8_valid((const unsigned char *)key, klen)) {
+      lua_settop(L, t - 1);
+      return LH_EINVAL;
+    }
     int rc = push_iter(L, child, depth);
     if (rc != 0) {
       lua_settop(L, t - 1);
@@ -360,13 +368,6 @@ static int push_container(lua_State *L, bson_iter_t *child, int array, int depth
     if (array) {
       lua_rawseti(L, t, i++);
     } else {
-      /* A key is refused rather than repaired: two repaired keys could collide. */
-      const char *key = bson_iter_key(child);
-      uint32_t klen = bson_iter_key_len(child);
-      if (!lh_utf8_valid((const unsigned char *)key, klen)) {
-        lua_settop(L, t - 1);
-        return LH_EINVAL;
-      }
       lua_pushlstring(L, key, klen);
       lua_insert(L, -2);
       lua_rawset(L, t);

@@ -409,6 +409,15 @@ static void test_invalid_utf8_from_the_database(void) {
   LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
   LH_CHECK_INT(lua_gettop(L), 0);
   bson_destroy(&doc);
+  /* In an array too, though its keys are otherwise ignored. */
+  bson_t arr;
+  bson_init(&doc);
+  bson_append_array_begin(&doc, "a", 1, &arr);
+  bson_append_int32(&arr, "0\xb9", 2, 1);
+  bson_append_array_end(&doc, &arr);
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  bson_destroy(&doc);
   lua_close(L);
 }
 
