@@ -67,7 +67,7 @@ typedef enum {
 enum {
   LH_CONN_F_READ_ACTIVE = 1u << 0, /* uv_read_start is in effect */
   LH_CONN_F_LAST = 1u << 1,        /* close once the response being sent is out */
-  LH_CONN_F_LINGER = 1u << 2       /* ... by a lingering close: the last response is an error */
+  LH_CONN_F_LINGER = 1u << 2       /* the response being sent is an error: a last one lingers */
 };
 
 typedef struct lh_conn_s {
@@ -210,8 +210,8 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
     conn_close(c);
 }
 
-/* The last response is out (or queued): half-close and drain, or close at once when the response
- * was not an error (nothing is left unread then) or the half-close cannot start. */
+/* The last response is written: half-close and drain when it was an error (input may be left
+ * unread), else (or when the half-close cannot start, or the worker is stopping) close at once. */
 static void conn_end(lh_conn_t *c) {
   if (!(c->flags & LH_CONN_F_LINGER) || c->w->stopping) {
     conn_close(c);
