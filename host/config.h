@@ -27,6 +27,8 @@ typedef struct lh_config_s {
   int max_header_bytes;
   int max_header_fields;
   int max_body_bytes;
+  int max_body_values;        /* values in one decoded JSON or form body (json.h), 0 unbounded */
+  int max_body_decoded_bytes; /* its estimated size in Lua (json.h), 0 unbounded */
   int header_timeout_ms;
   int body_timeout_ms;
   int idle_timeout_ms;

@@ -6,7 +6,14 @@
  * pipelines meanwhile stay in the kernel (backpressure) instead of in our memory.
  * Timeouts: idle (between requests), header (from the first byte of a request, not re-armed per
  * read, so a slow drip of bytes cannot hold a connection: slowloris) and body (from the end of
- * the header block). */
+ * the header block).
+ * Lingering close: after a last answer that is an error (a 413 or 431 with the body or header
+ * still coming, a 400, a 408, the 503 of the connection cap), closing at once with unread input
+ * makes the kernel send a reset, which can destroy the answer before the client reads it. The
+ * connection half-closes instead (the answer, then FIN), and reads and discards what the client
+ * still sends until it closes, for at most LH_LINGER_MS and LH_LINGER_BYTES; then it closes.
+ * The access log's duration runs from a request's first byte (from the accept for an answer
+ * given before any byte), so answers given before a request is complete measure their own time. */
 #include "conn.h"
 
 #include <assert.h>
@@ -21,6 +28,10 @@
 #include "response.h"
 #include "router.h"
 
+/* Bounds of a lingering close: the time from the half-close, and the bytes discarded. */
+#define LH_LINGER_MS 5000
+#define LH_LINGER_BYTES (16u << 20)
+
 /* A connection is in exactly one state; every transition goes through set_state, which asserts
  * that it is one of these:
  *
@@ -29,6 +40,7 @@
  *   READING or FINISHING --response queued--> WRITING --written--> READING
  *   HANDLING --closed--> ORPHANED --done--> CLOSING
  *   READING, FINISHING or WRITING --closed (or the last response sent)--> CLOSING
+ *   READING, FINISHING or WRITING --the last response, an error, sent--> LINGERING --> CLOSING
  *   CLOSING --both handles' close callbacks--> freed
  *
  * READING: parsing what is pending, reading when nothing is (timer: idle, header or body).
@@ -38,6 +50,8 @@
  * WRITING: one response is queued in uv_write (the send timeout runs); nothing else is parsed or
  *   written until it completes. At most one write is ever in flight.
  * ORPHANED: closed while the VM still holds c->ex; the handles close when done is called.
+ * LINGERING: the write side is shut down (after the answer); input is read and discarded until
+ *   the client closes, LH_LINGER_BYTES were read or the timer (LH_LINGER_MS) fires.
  * CLOSING: uv_close was called; the memory is freed when both handles' callbacks ran. */
 typedef enum {
   LH_CONN_READING = 1,
@@ -45,13 +59,15 @@ typedef enum {
   LH_CONN_FINISHING,
   LH_CONN_WRITING,
   LH_CONN_ORPHANED,
+  LH_CONN_LINGERING,
   LH_CONN_CLOSING
 } lh_conn_state_t;
 
 /* Flags orthogonal to the state. */
 enum {
   LH_CONN_F_READ_ACTIVE = 1u << 0, /* uv_read_start is in effect */
-  LH_CONN_F_LAST = 1u << 1         /* close once the response being sent is out */
+  LH_CONN_F_LAST = 1u << 1,        /* close once the response being sent is out */
+  LH_CONN_F_LINGER = 1u << 2       /* the response being sent is an error: a last one lingers */
 };
 
 typedef struct lh_conn_s {
@@ -62,6 +78,8 @@ typedef struct lh_conn_s {
     uv_pipe_t pipe; /* lh_conn_open_fd: an already-connected socket (tests) */
   } io;
   uv_timer_t timer;
+  uv_shutdown_t shutdown; /* LINGERING: the half-close */
+  size_t lingered;        /* LINGERING: bytes read and discarded */
   lh_worker_t *w;
   lh_http_t http;
   lh_buf_t pending; /* received bytes not parsed yet (pipelining) */
@@ -72,8 +90,8 @@ typedef struct lh_conn_s {
   int open_handles;
   lh_http_phase_t timer_phase; /* the phase the READING timer was armed for */
   unsigned requests;
-  unsigned long long started_ns;
-  char client[64];     /* the peer's address */
+  unsigned long long started_ns; /* the first byte of the current request, or the accept */
+  char client[64];               /* the peer's address */
   char client_eff[64]; /* the client's address: the peer, or X-Forwarded-For via a trusted proxy */
   char request_id[80];
   char cors_origin[256]; /* the request's Origin when it is allowed; empty otherwise */
@@ -101,6 +119,8 @@ static int transition_ok(lh_conn_state_t from, lh_conn_state_t to) {
   case LH_CONN_FINISHING: return from == LH_CONN_HANDLING;
   case LH_CONN_WRITING: return from == LH_CONN_READING || from == LH_CONN_FINISHING;
   case LH_CONN_ORPHANED: return from == LH_CONN_HANDLING;
+  case LH_CONN_LINGERING:
+    return from == LH_CONN_READING || from == LH_CONN_FINISHING || from == LH_CONN_WRITING;
   case LH_CONN_CLOSING: return from != LH_CONN_HANDLING && from != LH_CONN_CLOSING;
   }
   return 0;
@@ -159,12 +179,58 @@ static void conn_close(lh_conn_t *c) {
   case LH_CONN_READING:
   case LH_CONN_FINISHING:
   case LH_CONN_WRITING:
+  case LH_CONN_LINGERING:
     unlink_conn(c);
     uv_timer_stop(&c->timer);
     stop_reading(c);
     close_handles(c); /* a write in flight is cancelled: on_write sees UV_ECANCELED */
     return;
   }
+}
+
+/* ---- lingering close ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+static void on_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  lh_conn_t *c = s->data;
+  assert(c->state == LH_CONN_LINGERING);
+  if (nread < 0) { /* the client closed (or the connection broke): nothing is left to protect */
+    conn_close(c);
+    return;
+  }
+  c->lingered += (size_t)nread;
+  if (c->lingered > LH_LINGER_BYTES)
+    conn_close(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  lh_conn_t *c = req->data;
+  if (status < 0 && c->state == LH_CONN_LINGERING)
+    conn_close(c);
+}
+
+/* The last response is written: half-close and drain when it was an error (input may be left
+ * unread), else (or when the half-close cannot start, or the worker is stopping) close at once. */
+static void conn_end(lh_conn_t *c) {
+  if (!(c->flags & LH_CONN_F_LINGER) || c->w->stopping) {
+    conn_close(c);
+    return;
+  }
+  uv_timer_stop(&c->timer);
+  stop_reading(c);
+  set_state(c, LH_CONN_LINGERING);
+  lh_buf_free(&c->pending);
+  c->lingered = 0;
+  c->shutdown.data = c;
+  if (uv_shutdown(&c->shutdown, &c->io.stream, on_shutdown) != 0 ||
+      uv_read_start(&c->io.stream, on_alloc, on_linger_read) != 0) {
+    conn_close(c);
+    return;
+  }
+  c->flags |= LH_CONN_F_READ_ACTIVE;
+  uv_timer_start(&c->timer, on_timer, LH_LINGER_MS, 0);
 }
 
 /* ---- writing ---- */
@@ -179,8 +245,12 @@ static void on_write(uv_write_t *req, int status) {
     return;
   assert(c->state == LH_CONN_WRITING);
   uv_timer_stop(&c->timer);
-  if (status < 0 || (c->flags & LH_CONN_F_LAST)) {
+  if (status < 0) {
     conn_close(c);
+    return;
+  }
+  if (c->flags & LH_CONN_F_LAST) {
+    conn_end(c);
     return;
   }
   set_state(c, LH_CONN_READING);
@@ -218,7 +288,7 @@ static void conn_send(lh_conn_t *c, lh_buf_t *head, const char *body, size_t bod
   if (sent == total) {
     lh_buf_reset(head);
     if (c->flags & LH_CONN_F_LAST)
-      conn_close(c);
+      conn_end(c);
     else
       set_state(c, LH_CONN_READING);
     return;
@@ -358,6 +428,10 @@ static void send_response(lh_conn_t *c, int status, const char *ctype, const cha
   r.keep_alive = keep_alive_after(c);
   if (!r.keep_alive)
     c->flags |= LH_CONN_F_LAST;
+  if (status >= 400)
+    c->flags |= LH_CONN_F_LINGER;
+  else
+    c->flags &= ~LH_CONN_F_LINGER;
   r.head = c->http.req.method && c->http.req.method_id == LH_M_HEAD;
   lh_buf_t cors;
   lh_buf_init(&cors);
@@ -522,7 +596,6 @@ static void handle_request(lh_conn_t *c) {
   lh_worker_t *w = c->w;
   const lh_request_t *req = &c->http.req;
   c->requests++;
-  c->started_ns = lh_now_ns();
   assign_request_id(c);
   const lh_config_t *cfg = w->srv->cfg;
   lh_client_address(cfg, c->client, req, c->client_eff, sizeof(c->client_eff));
@@ -578,6 +651,7 @@ static void on_timer(uv_timer_t *t) {
     /* The client stopped reading: a response has waited idle_timeout_ms to be written. */
     conn_close(c);
     return;
+  case LH_CONN_LINGERING: conn_close(c); return;
   case LH_CONN_READING: break;
   case LH_CONN_HANDLING:
   case LH_CONN_ORPHANED:
@@ -664,6 +738,8 @@ static void process(lh_conn_t *c) {
       start_reading(c);
       return;
     }
+    if (c->http.phase == LH_PHASE_IDLE)
+      c->started_ns = lh_now_ns(); /* the first byte of a request: its clock starts */
     size_t used = 0;
     lh_http_result_t r = lh_http_feed(&c->http, c->pending.data, c->pending.len, &used);
     consume(c, used);
@@ -722,6 +798,8 @@ static lh_conn_t *conn_new(lh_worker_t *w) {
     return NULL;
   c->w = w;
   c->state = LH_CONN_READING;
+  c->started_ns =
+      lh_now_ns(); /* an answer before any byte (the connection cap) measures from here */
   uv_timer_init(&w->loop, &c->timer);
   c->timer.data = c;
   c->open_handles = 2;
@@ -788,7 +866,8 @@ void lh_conn_close_idle(lh_worker_t *w) {
   lh_conn_t *c = w->conns;
   while (c) {
     lh_conn_t *next = c->next;
-    if (c->state == LH_CONN_READING && c->http.phase == LH_PHASE_IDLE)
+    if ((c->state == LH_CONN_READING && c->http.phase == LH_PHASE_IDLE) ||
+        c->state == LH_CONN_LINGERING)
       conn_close(c);
     else
       c->flags |= LH_CONN_F_LAST;

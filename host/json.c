@@ -102,13 +102,60 @@ static void lh_json_format_error(const json_error_t *e, char *err, size_t errlen
   snprintf(err, errlen, "invalid JSON at line %d column %d: %s", e->line, e->column, text);
 }
 
+/* The process-wide limits of json.decode and json.form_decode (lh_json_set_body_limits). */
+static lh_json_limits_t lh_json_body_limits;
+
+void lh_json_set_body_limits(const lh_json_limits_t *limits) {
+  lh_json_body_limits = *limits;
+}
+
+/* What one decode has built so far, against its limits. */
+typedef struct {
+  const lh_json_limits_t *lim; /* NULL: unbounded */
+  size_t values, bytes;
+  char *err;
+  size_t errlen;
+} lh_json_budget_t;
+
+/* Counts `values` values costing `bytes`; LH_ELIMIT (with the reason written) past a limit. */
+static int lh_json_charge(lh_json_budget_t *b, size_t values, size_t bytes) {
+  b->values += values;
+  b->bytes += bytes;
+  if (!b->lim)
+    return 0;
+  if (b->lim->max_values && b->values > b->lim->max_values) {
+    snprintf(b->err, b->errlen, "body too large when decoded: more than %zu values",
+             b->lim->max_values);
+    return LH_ELIMIT;
+  }
+  if (b->lim->max_bytes && b->bytes > b->lim->max_bytes) {
+    snprintf(b->err, b->errlen, "body too large when decoded: more than %zu bytes",
+             b->lim->max_bytes);
+    return LH_ELIMIT;
+  }
+  return 0;
+}
+
 /* Pushes the Lua form of v. mt_idx is the stack index of the array metatable. The depth is
- * already bounded by lh_json_depth_ok, so the recursion is too. */
-static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, size_t errlen) {
+ * already bounded by lh_json_depth_ok, so the recursion is too. Every value is charged to b
+ * before it is built. */
+static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, lh_json_budget_t *b) {
+  char *err = b->err;
+  size_t errlen = b->errlen;
   if (!lua_checkstack(L, 4)) {
     snprintf(err, errlen, "JSON value too large to convert");
     return LH_EINVAL;
   }
+  size_t cost = LH_JSON_VALUE_COST;
+  if (json_is_object(v))
+    cost += LH_JSON_TABLE_COST + json_object_size(v) * LH_JSON_VALUE_COST;
+  else if (json_is_array(v))
+    cost += LH_JSON_TABLE_COST + json_array_size(v) * sizeof(lua_Number);
+  else if (json_is_string(v))
+    cost += LH_JSON_STRING_COST + json_string_length(v);
+  int rc = lh_json_charge(b, 1, cost);
+  if (rc != 0)
+    return rc;
   switch (json_typeof(v)) {
   case JSON_OBJECT: {
     const char *key;
@@ -116,9 +163,11 @@ static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, si
     lua_createtable(L, 0, (int)json_object_size(v));
     json_object_foreach(v, key, item) {
       /* Keys cannot contain NUL: jansson rejects \u0000 without JSON_ALLOW_NUL. */
-      lua_pushstring(L, key);
-      if (lh_json_push_value(L, item, mt_idx, err, errlen) != 0)
-        return LH_EINVAL;
+      size_t klen = strlen(key);
+      b->bytes += LH_JSON_STRING_COST + klen;
+      lua_pushlstring(L, key, klen);
+      if ((rc = lh_json_push_value(L, item, mt_idx, b)) != 0)
+        return rc;
       lua_rawset(L, -3);
     }
     return 0;
@@ -127,8 +176,8 @@ static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, si
     size_t n = json_array_size(v);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
-      if (lh_json_push_value(L, json_array_get(v, i), mt_idx, err, errlen) != 0)
-        return LH_EINVAL;
+      if ((rc = lh_json_push_value(L, json_array_get(v, i), mt_idx, b)) != 0)
+        return rc;
       lua_rawseti(L, -2, (int)(i + 1));
     }
     lua_pushvalue(L, mt_idx);
@@ -158,6 +207,11 @@ static int lh_json_push_value(lua_State *L, json_t *v, int mt_idx, char *err, si
 }
 
 int lh_json_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen) {
+  return lh_json_decode_limited(L, buf, len, NULL, err, errlen);
+}
+
+int lh_json_decode_limited(lua_State *L, const char *buf, size_t len,
+                           const lh_json_limits_t *limits, char *err, size_t errlen) {
   if (!buf || lh_json_is_blank(buf, len)) {
     snprintf(err, errlen, "invalid JSON: empty input");
     return LH_EINVAL;
@@ -179,7 +233,8 @@ int lh_json_decode(lua_State *L, const char *buf, size_t len, char *err, size_t 
    * every other failure is handled below. */
   int base = lua_gettop(L);
   lh_json_push_array_mt(L);
-  int rc = lh_json_push_value(L, root, base + 1, err, errlen);
+  lh_json_budget_t budget = {limits, 0, 0, err, errlen};
+  int rc = lh_json_push_value(L, root, base + 1, &budget);
   json_decref(root);
   if (rc != 0) {
     lua_settop(L, base);
@@ -255,8 +310,9 @@ static int lh_json_encode_number(lh_json_enc_t *c, double x) {
     return lh_json_fail(c, "cannot encode %s", "NaN");
   if (isinf(x))
     return lh_json_fail(c, "cannot encode %s", x > 0 ? "Infinity" : "-Infinity");
-  /* Integral values within int64 print exactly, without a fraction and without printf. */
-  if (x >= -9223372036854775808.0 && x < 9223372036854775808.0) {
+  /* Integral values within the safe range print exactly, without a fraction and without printf.
+   * Decoding refuses integers outside it, so larger integral values print below as reals. */
+  if (x >= -(double)LH_MAX_SAFE_INT && x <= (double)LH_MAX_SAFE_INT) {
     long long i = (long long)x;
     if ((double)i == x) {
       if (i < 0) {
@@ -273,9 +329,18 @@ static int lh_json_encode_number(lh_json_enc_t *c, double x) {
   if (strtod(tmp, NULL) != x)
     n = snprintf(tmp, sizeof(tmp), "%.17g", x);
   /* A locale with a decimal comma would make invalid JSON. */
+  int real = 0;
   for (int i = 0; i < n; i++) {
     if (tmp[i] == ',')
       tmp[i] = '.';
+    if (tmp[i] == '.' || tmp[i] == 'e')
+      real = 1;
+  }
+  /* 9007199254740993 and the like print all their digits with %.17g: a fraction keeps them a
+   * real for the decoder, which refuses integers past the safe range. */
+  if (!real && n + 2 < (int)sizeof(tmp)) {
+    memcpy(tmp + n, ".0", 2);
+    n += 2;
   }
   return lh_buf_append(c->out, tmp, (size_t)n);
 }
@@ -345,6 +410,8 @@ static int lh_json_push_entry(lh_json_enc_t *c, const char *key, size_t len, int
 /* Writes the sorted entries [ebase, c->n) of the table at idx as an object. */
 static int lh_json_emit_object(lh_json_enc_t *c, int idx, size_t ebase, int depth) {
   lua_State *L = c->L;
+  if (c->n == ebase) /* {}: c->ents may still be NULL, and NULL + 0 is undefined */
+    return lh_buf_append(c->out, "{}", 2);
   lh_json_sort_entries(c->ents + ebase, c->n - ebase);
   lh_buf_putc(c->out, '{');
   for (size_t i = ebase; i < c->n; i++) {
@@ -356,6 +423,9 @@ static int lh_json_emit_object(lh_json_enc_t *c, int idx, size_t ebase, int dept
      * keys could collide into a duplicate that no strict decoder accepts. */
     if (!lh_utf8_valid((const unsigned char *)e.key, e.len))
       return lh_json_fail(c, "cannot encode an object key that is not %s", "valid UTF-8");
+    /* Decoding refuses \u0000 in keys (lh_json_decode): what is encoded must decode. */
+    if (memchr(e.key, '\0', e.len))
+      return lh_json_fail(c, "cannot encode an object key holding %s", "a NUL byte");
     lh_buf_put_json_string(c->out, e.key, e.len);
     lh_buf_putc(c->out, ':');
     if (e.vidx) {
@@ -538,6 +608,12 @@ static void lh_form_field_name(const char *name, size_t n, char *out, size_t out
 }
 
 int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen) {
+  return lh_form_decode_limited(L, buf, len, NULL, err, errlen);
+}
+
+int lh_form_decode_limited(lua_State *L, const char *buf, size_t len,
+                           const lh_json_limits_t *limits, char *err, size_t errlen) {
+  lh_json_budget_t budget = {limits, 0, 0, err, errlen};
   /* Decoded text is never longer than its source: one scratch area serves every field. Small
    * inputs use the C stack; larger ones a Lua userdata, so a Lua error cannot leak it. */
   char small[512];
@@ -580,6 +656,12 @@ int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t 
       lua_settop(L, base);
       return LH_EINVAL;
     }
+    /* One field: a name and a value in the table (the value's length is charged below). */
+    if (lh_json_charge(&budget, 1, LH_JSON_VALUE_COST + 2 * LH_JSON_STRING_COST + (size_t)dn) !=
+        0) {
+      lua_settop(L, base);
+      return LH_ELIMIT;
+    }
     lua_pushlstring(L, scratch, (size_t)dn);
     lua_pushvalue(L, -1);
     lua_rawget(L, t);
@@ -600,6 +682,10 @@ int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t 
       snprintf(err, errlen, what, field);
       lua_settop(L, base);
       return LH_EINVAL;
+    }
+    if (lh_json_charge(&budget, 0, (size_t)dv) != 0) { /* the value's bytes: one field */
+      lua_settop(L, base);
+      return LH_ELIMIT;
     }
     lua_pushlstring(L, scratch, (size_t)dv);
     lua_rawset(L, t);
@@ -637,31 +723,31 @@ static int lh_json_l_encode(lua_State *L) {
   return 1;
 }
 
-/* json.decode(string) -> value, or nil and a reason: the input came from outside. */
+/* Pushes nil, the reason and its code ("too_large" past the body limits, else "invalid"). */
+static int lh_json_l_fail(lua_State *L, int rc, const char *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  lua_pushstring(L, rc == LH_ELIMIT ? "too_large" : "invalid");
+  return 3;
+}
+
+/* json.decode(string) -> value, or nil, a reason and a code: the input came from outside. */
 static int lh_json_l_decode(lua_State *L) {
   char err[256];
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  if (lh_json_decode(L, s, len, err, sizeof(err)) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
-  return 1;
+  int rc = lh_json_decode_limited(L, s, len, &lh_json_body_limits, err, sizeof(err));
+  return rc != 0 ? lh_json_l_fail(L, rc, err) : 1;
 }
 
-/* json.form_decode(string) -> table of name -> string, or nil and a reason (a form body or a
- * query string from outside). */
+/* json.form_decode(string) -> table of name -> string, or nil, a reason and a code (a form body
+ * or a query string from outside). */
 int lh_json_l_form_decode(lua_State *L) {
   char err[256];
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  if (lh_form_decode(L, s, len, err, sizeof(err)) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
-  }
-  return 1;
+  int rc = lh_form_decode_limited(L, s, len, &lh_json_body_limits, err, sizeof(err));
+  return rc != 0 ? lh_json_l_fail(L, rc, err) : 1;
 }
 
 /* json.array([t]) -> t marked as an array (a new empty one when t is nil). */

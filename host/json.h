@@ -24,6 +24,35 @@
  * On failure pushes nothing, writes a human-readable reason to err, returns LH_EINVAL. */
 int lh_json_decode(lua_State *L, const char *buf, size_t len, char *err, size_t errlen);
 
+/* Bounds on what one decode may build in Lua (a request body decoded by json.decode or
+ * json.form_decode): values (every object, array, string, number, boolean, null, and every form
+ * field) and an estimate of the bytes the Lua values take (string bytes plus a fixed cost per
+ * value and per table). 0 means unbounded. The body's size alone does not bound this: a 64 KB
+ * body of small keys becomes about 1 MB of Lua tables. */
+typedef struct {
+  size_t max_values;
+  size_t max_bytes;
+} lh_json_limits_t;
+
+/* Per-value and per-table costs of the estimate (LuaJIT, 64-bit: a table slot with its key, a
+ * table header with its metatable pointer, a string header). */
+#define LH_JSON_VALUE_COST 40
+#define LH_JSON_TABLE_COST 64
+#define LH_JSON_STRING_COST 24
+
+/* The limits json.decode and json.form_decode apply in every Lua state of the process (set once
+ * at start from the configuration, before any worker runs; unbounded until then). */
+void lh_json_set_body_limits(const lh_json_limits_t *limits);
+
+/* lh_json_decode within limits (NULL: unbounded). Past a limit it fails with LH_ELIMIT and a
+ * reason naming the limit, pushing nothing. */
+int lh_json_decode_limited(lua_State *L, const char *buf, size_t len,
+                           const lh_json_limits_t *limits, char *err, size_t errlen);
+
+/* lh_form_decode within limits (NULL: unbounded); LH_ELIMIT past one. */
+int lh_form_decode_limited(lua_State *L, const char *buf, size_t len,
+                           const lh_json_limits_t *limits, char *err, size_t errlen);
+
 /* Appends the JSON encoding of the value at idx to out. On failure writes the reason to err and
  * returns LH_EINVAL (out may hold a partial encoding; the caller discards it). */
 int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errlen);
@@ -43,7 +72,8 @@ int lh_form_decode(lua_State *L, const char *buf, size_t len, char *err, size_t 
 /* The Lua function behind json.form_decode (also luahost.form_decode). */
 int lh_json_l_form_decode(lua_State *L);
 
-/* Module table for `require "luahost.json"`: encode, decode, null, array(t), is_array(t),
+/* Module table for `require "luahost.json"`: encode, decode (value, or nil, reason and a code:
+ * "invalid" or "too_large" past the body limits), null, array(t), is_array(t),
  * form_decode, utf8_valid(s) -> boolean, utf8_len(s) -> code points | nil (the one UTF-8
  * validator, utf8.h) and max_safe_integer (LH_MAX_SAFE_INT). */
 int luaopen_luahost_json(lua_State *L);

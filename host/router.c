@@ -377,6 +377,10 @@ int lh_router_match(const lh_router_t *r, lh_method_t method, const char *path, 
   if (!r || !path || len == 0 || path[0] != '/' || (int)method < 0 || method >= LH_M__COUNT)
     return LH_ENOTFOUND;
   lh_match_state_t st;
+  /* One trailing slash is dropped ("/users/" is "/users"); a path ending in "//" keeps an empty
+   * segment, and an empty segment matches nothing ("//" is not "/"). */
+  if (len > 1 && path[len - 1] == '/' && path[len - 2] == '/')
+    return LH_ENOTFOUND;
   st.path = path;
   st.len = len > 1 && path[len - 1] == '/' ? len - 1 : len;
   st.method = method;

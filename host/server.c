@@ -8,6 +8,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "json.h"
 #include "lh.h"
 #include "log.h"
 #include "readiness.h"
@@ -120,8 +122,32 @@ static void close_cb_noop(uv_handle_t *h) {
   (void)h;
 }
 
+/* Memory after a burst: a thousand concurrent requests with large bodies leave the allocator's
+ * heaps grown (freed chunks stay mapped in the threads' arenas), so the resident size stays at
+ * the burst's peak long after it ended. Once a second worker 0 looks at the request counter:
+ * when requests were served and none arrived for a whole tick while its VM is idle, the process
+ * is idle after activity and malloc_trim gives the free pages of every arena back. */
+#define LH_TRIM_TICK_MS 1000
+
+static void on_trim_tick(uv_timer_t *t) {
+  lh_worker_t *w = t->data;
+  unsigned long long seen = atomic_load(&w->srv->requests);
+  if (seen != w->trim_seen) {
+    w->trim_seen = seen;
+    w->trim_due = 1;
+    return;
+  }
+  if (!w->trim_due || w->stopping || lh_vm_busy(w->vm))
+    return;
+  w->trim_due = 0;
+  malloc_trim(0);
+}
+
 static void worker_finish(lh_worker_t *w) {
   uv_timer_stop(&w->grace);
+  uv_timer_stop(&w->trim);
+  if (!uv_is_closing((uv_handle_t *)&w->trim))
+    uv_close((uv_handle_t *)&w->trim, close_cb_noop);
   uv_timer_stop(&w->start_retry);
   lh_ready_prober_close(&w->ready);
   if (!uv_is_closing((uv_handle_t *)&w->start_retry))
@@ -221,6 +247,8 @@ static void worker_main(void *arg) {
   w->grace.data = w;
   uv_timer_init(&w->loop, &w->start_retry);
   w->start_retry.data = w;
+  uv_timer_init(&w->loop, &w->trim);
+  w->trim.data = w;
   rc = lh_cq_create(&w->cq, &w->loop);
   lh_ready_prober_init(&w->ready, &w->loop, w->cq, on_idle, w);
   if (rc != 0)
@@ -243,6 +271,8 @@ static void worker_main(void *arg) {
   uv_sem_post(&w->started);
   lh_vm_on_idle(w->vm, on_idle, w);
   if (w->id == 0) {
+    uv_timer_start(&w->trim, on_trim_tick, LH_TRIM_TICK_MS, LH_TRIM_TICK_MS);
+    uv_unref((uv_handle_t *)&w->trim);
     lh_ready_prober_start(&w->ready, LH_READY_PROBE_MS);
     if (lh_vm_has_start_hooks(w->vm))
       run_start_hooks(w);
@@ -274,6 +304,10 @@ static void stop_started(lh_server_t *srv, int n) {
 int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t errlen) {
   memset(srv, 0, sizeof(*srv));
   srv->cfg = cfg;
+  /* Before any worker (and its Lua state) exists: the bounds of a decoded request body. */
+  lh_json_limits_t body_limits = {(size_t)cfg->max_body_values,
+                                  (size_t)cfg->max_body_decoded_bytes};
+  lh_json_set_body_limits(&body_limits);
   if (parse_listen(cfg->listen, srv->host, sizeof(srv->host), &srv->port) != 0) {
     snprintf(err, errlen, "listen: expected host:port, got '%s'", cfg->listen);
     return LH_EINVAL;

@@ -23,11 +23,14 @@ struct lh_worker_s {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_tcp_t listener;
-  int listener_open;       /* the listener handle was initialised and must be closed */
-  uv_async_t wakeup;       /* "stop" from the main thread */
-  uv_timer_t grace;        /* bounds the wait for in-flight requests at shutdown */
-  uv_timer_t start_retry;  /* worker 0: retries the scripts' on_start hooks */
-  lh_ready_prober_t ready; /* worker 0: runs the bindings' readiness checks for /readyz */
+  int listener_open;            /* the listener handle was initialised and must be closed */
+  uv_async_t wakeup;            /* "stop" from the main thread */
+  uv_timer_t grace;             /* bounds the wait for in-flight requests at shutdown */
+  uv_timer_t start_retry;       /* worker 0: retries the scripts' on_start hooks */
+  uv_timer_t trim;              /* worker 0: gives memory back to the system once a burst is over */
+  unsigned long long trim_seen; /* srv->requests at the last trim tick */
+  int trim_due;                 /* requests were served since the last trim */
+  lh_ready_prober_t ready;      /* worker 0: runs the bindings' readiness checks for /readyz */
   int start_running;
   lh_cq_t *cq;
   lh_vm_t *vm;

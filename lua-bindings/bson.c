@@ -352,6 +352,14 @@ static int push_container(lua_State *L, bson_iter_t *child, int array, int depth
   int t = lua_gettop(L);
   int i = 1;
   while (bson_iter_next(child)) {
+    /* A key that is not UTF-8 is a corrupt element, in an array too (whose keys are otherwise
+     * ignored); it is refused rather than repaired: two repaired keys could collide. */
+    const char *key = bson_iter_key(child);
+    uint32_t klen = bson_iter_key_len(child);
+    if (!lh_utf8_valid((const unsigned char *)key, klen)) {
+      lua_settop(L, t - 1);
+      return LH_EINVAL;
+    }
     int rc = push_iter(L, child, depth);
     if (rc != 0) {
       lua_settop(L, t - 1);
@@ -360,10 +368,16 @@ static int push_container(lua_State *L, bson_iter_t *child, int array, int depth
     if (array) {
       lua_rawseti(L, t, i++);
     } else {
-      lua_pushlstring(L, bson_iter_key(child), bson_iter_key_len(child));
+      lua_pushlstring(L, key, klen);
       lua_insert(L, -2);
       lua_rawset(L, t);
     }
+  }
+  /* bson_iter_next also stops at a corrupt element (a length past the document, a bad type):
+   * that must fail the conversion, not read as the end of the document. */
+  if (child->err_off != 0) {
+    lua_settop(L, t - 1);
+    return LH_EINVAL;
   }
   if (array) {
     lh_json_push_array_mt(L);
@@ -380,6 +394,31 @@ static void push_binary(lua_State *L, const bson_iter_t *it) {
   lua_pushlstring(L, (const char *)data, len);
 }
 
+/* Pushes a BSON string. BSON strings are UTF-8, but nothing forces a stored document's to be:
+ * an ill-formed sequence is pushed as U+FFFD, one per byte it cannot start, so what the host reads
+ * it can write back (lh_bson_from_lua refuses invalid UTF-8), as JSON encoding repairs values. */
+static void push_utf8(lua_State *L, const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s;
+  if (lh_utf8_valid(p, len)) {
+    lua_pushlstring(L, s, len);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t i = 0;
+  while (i < len) {
+    size_t n = p[i] == 0 ? 1 : lh_utf8_seq_len(p + i, len - i);
+    if (n == 0) {
+      luaL_addlstring(&b, "\xEF\xBF\xBD", 3);
+      i++;
+    } else {
+      luaL_addlstring(&b, s + i, n);
+      i += n;
+    }
+  }
+  luaL_pushresult(&b);
+}
+
 static int push_iter(lua_State *L, const bson_iter_t *it, int depth) {
   switch (bson_iter_type(it)) {
   case BSON_TYPE_DOUBLE: lua_pushnumber(L, bson_iter_double(it)); return 0;
@@ -388,26 +427,26 @@ static int push_iter(lua_State *L, const bson_iter_t *it, int depth) {
   case BSON_TYPE_UTF8: {
     uint32_t len;
     const char *s = bson_iter_utf8(it, &len);
-    lua_pushlstring(L, s, len);
+    push_utf8(L, s, len);
     return 0;
   }
   case BSON_TYPE_SYMBOL: {
     uint32_t len;
     const char *s = bson_iter_symbol(it, &len);
-    lua_pushlstring(L, s, len);
+    push_utf8(L, s, len);
     return 0;
   }
   case BSON_TYPE_CODE: {
     uint32_t len;
     const char *s = bson_iter_code(it, &len);
-    lua_pushlstring(L, s, len);
+    push_utf8(L, s, len);
     return 0;
   }
   case BSON_TYPE_CODEWSCOPE: {
     uint32_t len, slen;
     const uint8_t *scope;
     const char *s = bson_iter_codewscope(it, &len, &slen, &scope);
-    lua_pushlstring(L, s, len);
+    push_utf8(L, s, len);
     return 0;
   }
   case BSON_TYPE_DOCUMENT:

@@ -363,7 +363,67 @@ static void test_other_bson_types(void) {
   lua_close(L);
 }
 
+/* A corrupt element (here a string whose length runs past the document) fails the conversion:
+ * it must not read as the end of the document and yield the fields before it with success. */
+static void test_corrupt_element_is_an_error(void) {
+  lua_State *L = new_state();
+  /* {a: 1, n: <string of length 1000 in a 22-byte document>} */
+  const uint8_t top[22] = {22,   0,   0, 0,    0x10, 'a', 0, 1,   0,   0, 0,
+                           0x02, 'n', 0, 0xe8, 3,    0,   0, 'h', 'i', 0, 0};
+  /* {d: {a: 1, n: <the same string>}}: the corruption one level down */
+  const uint8_t nested[30] = {30, 0, 0, 0,    0x03, 'd', 0,    22, 0, 0, 0,   0x10, 'a', 0, 1,
+                              0,  0, 0, 0x02, 'n',  0,   0xe8, 3,  0, 0, 'h', 'i',  0,   0, 0};
+  bson_t doc;
+  LH_CHECK(bson_init_static(&doc, top, sizeof top));
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  LH_CHECK(bson_init_static(&doc, nested, sizeof nested));
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  lua_close(L);
+}
+
+/* A stored string that is not UTF-8 reads as U+FFFD per bad byte, so the table converts back (the
+ * Lua -> BSON direction refuses invalid UTF-8); a key that is not UTF-8 fails the conversion. */
+static void test_invalid_utf8_from_the_database(void) {
+  lua_State *L = new_state();
+  bson_t doc = BSON_INITIALIZER;
+  bson_append_utf8(&doc, "name", 4, "he\x94\x8fo", 5);
+  bson_append_code(&doc, "code", 4,
+                   "a\xff"
+                   "b");
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), 0);
+  lua_getfield(L, -1, "name");
+  LH_CHECK_STR(lua_tostring(L, -1), "he\xef\xbf\xbd\xef\xbf\xbd"
+                                    "o");
+  lua_pop(L, 1);
+  bson_t back;
+  char why[128];
+  bson_init(&back);
+  LH_CHECK_INT(lh_bson_from_lua(L, -1, &back, why, sizeof why), 0);
+  bson_destroy(&back);
+  lua_pop(L, 1);
+  bson_destroy(&doc);
+  bson_init(&doc);
+  bson_append_int32(&doc, "k\xff", 2, 1);
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  bson_destroy(&doc);
+  /* In an array too, though its keys are otherwise ignored. */
+  bson_t arr;
+  bson_init(&doc);
+  bson_append_array_begin(&doc, "a", 1, &arr);
+  bson_append_int32(&arr, "0\xb9", 2, 1);
+  bson_append_array_end(&doc, &arr);
+  LH_CHECK_INT(lh_bson_to_lua(L, &doc), LH_EINVAL);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  bson_destroy(&doc);
+  lua_close(L);
+}
+
 int main(void) {
+  LH_RUN(test_invalid_utf8_from_the_database);
+  LH_RUN(test_corrupt_element_is_an_error);
   LH_RUN(test_round_trip_all_types);
   LH_RUN(test_number_types);
   LH_RUN(test_arrays);

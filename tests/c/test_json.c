@@ -325,7 +325,9 @@ static void test_encode_scalars(void) {
   LH_CHECK(encodes("return json.null", "null", NULL));
   LH_CHECK(encodes("return nil", "null", NULL));
   LH_CHECK(encodes("return 1/3", "0.33333333333333331", NULL));
-  LH_CHECK(encodes("return -2^62", "-4611686018427387904", NULL));
+  LH_CHECK(encodes("return -2^53 + 1", "-9007199254740991", NULL));
+  /* Integral values past the safe range print as reals: decoding refuses such integers. */
+  LH_CHECK(encodes("return -2^62", "-4.6116860184273879e+18", NULL));
   LH_CHECK(encodes("return 2^63", "9.2233720368547758e+18", NULL));
 }
 
@@ -540,7 +542,102 @@ static void test_encode_refuses_invalid_utf8_keys(void) {
   lua_close(L);
 }
 
+/* What the host encodes it decodes again, to the same encoding: integral values past +-2^53-1
+ * (1e16, 2^53) carry an exponent or a fraction, since decoding refuses such integers. */
+static void test_encoding_decodes_again(void) {
+  const char *chunks[] = {"return 1e16",
+                          "return 2^53",
+                          "return -2^53 - 2",
+                          "return 2^53 + 2",
+                          "return {a = 12345678901234567}",
+                          "return {}",
+                          "return {x = {}}"};
+  for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+    lua_State *L = new_state();
+    lh_buf_t once, twice;
+    lh_buf_init(&once);
+    lh_buf_init(&twice);
+    eval(L, chunks[i]);
+    LH_CHECK_INT(lh_json_encode(L, -1, &once, err, sizeof(err)), 0);
+    int rc = lh_json_decode(L, once.data, once.len, err, sizeof(err));
+    if (rc != 0)
+      fprintf(stderr, "  `%s` encoded as [%s] does not decode: %s\n", chunks[i], once.data, err);
+    LH_CHECK_INT(rc, 0);
+    if (rc == 0) {
+      LH_CHECK_INT(lh_json_encode(L, -1, &twice, err, sizeof(err)), 0);
+      LH_CHECK(once.len == twice.len && memcmp(once.data, twice.data, once.len) == 0);
+    }
+    lh_buf_free(&once);
+    lh_buf_free(&twice);
+    lua_close(L);
+  }
+  LH_CHECK(encodes("return 1e16", "1e+16", NULL));
+  LH_CHECK(encodes("return 2^53", "9007199254740992.0", NULL));
+}
+
+/* A key holding NUL is refused, as decoding refuses \u0000 (jansson cannot read it either). */
+static void test_encode_refuses_nul_in_keys(void) {
+  LH_CHECK(encodes("return {['a\\0Q'] = 5}", NULL, "object key holding a NUL byte"));
+  LH_CHECK(encodes("return {ok = {['\\0'] = 1}}", NULL, "a NUL byte at ok"));
+}
+
+/* The decoded-size bounds: values and estimated bytes, for JSON and forms, in C and through
+ * json.decode / json.form_decode once the process-wide limits are set. */
+static void test_decode_limits(void) {
+  lua_State *L = new_state();
+  lh_json_limits_t three = {3, 0};
+  LH_CHECK_INT(lh_json_decode_limited(L, "[1,2]", 5, &three, err, sizeof(err)), 0);
+  lua_pop(L, 1);
+  LH_CHECK_INT(lh_json_decode_limited(L, "[1,2,3]", 7, &three, err, sizeof(err)), LH_ELIMIT);
+  LH_CHECK_STR(err, "body too large when decoded: more than 3 values");
+  LH_CHECK_INT(lua_gettop(L), 0);
+  LH_CHECK_INT(lh_json_decode_limited(L, "{\"a\":{\"b\":[1]}}", 15, &three, err, sizeof(err)),
+               LH_ELIMIT);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  /* Bytes: many small keys cost far more in Lua than in the body. */
+  lh_json_limits_t kb = {0, 1024};
+  LH_CHECK_INT(lh_json_decode_limited(L, "{\"a\":\"x\"}", 9, &kb, err, sizeof(err)), 0);
+  lua_pop(L, 1);
+  char body[200];
+  int n = snprintf(body, sizeof body, "{");
+  for (int i = 0; i < 12; i++)
+    n += snprintf(body + n, sizeof body - (size_t)n, "%s\"k%d\":{}", i ? "," : "", i);
+  n += snprintf(body + n, sizeof body - (size_t)n, "}");
+  LH_CHECK_INT(lh_json_decode_limited(L, body, (size_t)n, &kb, err, sizeof(err)), LH_ELIMIT);
+  LH_CHECK_STR(err, "body too large when decoded: more than 1024 bytes");
+  LH_CHECK_INT(lh_json_decode(L, body, (size_t)n, err, sizeof(err)), 0); /* unbounded */
+  lua_pop(L, 1);
+  /* Forms: a field is one value. */
+  LH_CHECK_INT(lh_form_decode_limited(L, "a=1&b=2&c=3", 11, &three, err, sizeof(err)), 0);
+  lua_pop(L, 1);
+  LH_CHECK_INT(lh_form_decode_limited(L, "a=1&b=2&c=3&d=4", 15, &three, err, sizeof(err)),
+               LH_ELIMIT);
+  LH_CHECK_STR(err, "body too large when decoded: more than 3 values");
+  LH_CHECK_INT(lh_form_decode_limited(L,
+                                      "a="
+                                      "0123456789012345678901234567890123456789",
+                                      42, &kb, err, sizeof(err)),
+               0);
+  lua_pop(L, 1);
+  LH_CHECK_INT(lua_gettop(L), 0);
+  /* The Lua functions apply the process-wide limits and say which failure it is. */
+  lh_json_set_body_limits(&three);
+  eval(L, "local v, e, code = json.decode('[1,2,3]')\n"
+          "local f, fe, fcode = json.form_decode('a&b&c&d')\n"
+          "local _, _, bad = json.decode('[')\n"
+          "return v == nil and code == 'too_large' and f == nil and fcode == 'too_large' and\n"
+          "  bad == 'invalid' and e:find('more than 3 values', 1, true) ~= nil and\n"
+          "  json.decode('[1,2]')[2] == 2");
+  LH_CHECK(lua_toboolean(L, -1));
+  lh_json_limits_t none = {0, 0};
+  lh_json_set_body_limits(&none);
+  lua_close(L);
+}
+
 int main(void) {
+  LH_RUN(test_decode_limits);
+  LH_RUN(test_encoding_decodes_again);
+  LH_RUN(test_encode_refuses_nul_in_keys);
   LH_RUN(test_decode_rejects_duplicate_keys);
   LH_RUN(test_decode_rejects_nan);
   LH_RUN(test_decode_rejects_infinity);

@@ -98,6 +98,13 @@ static void test_empty_segments(void) {
   LH_CHECK_INT(route_of(r, LH_M_GET, "//"), LH_ENOTFOUND);
   LH_CHECK_INT(route_of(r, LH_M_GET, "/a/"), 3);
   lh_router_free(r);
+  /* With a root route too: "//" is an empty segment, not "/" with a trailing slash. */
+  r = new_router();
+  LH_CHECK_INT(add(r, LH_M_GET, "/", 1), 0);
+  LH_CHECK_INT(route_of(r, LH_M_GET, "/"), 1);
+  LH_CHECK_INT(route_of(r, LH_M_GET, "//"), LH_ENOTFOUND);
+  LH_CHECK_INT(route_of(r, LH_M_GET, "///"), LH_ENOTFOUND);
+  lh_router_free(r);
 }
 
 static void test_params(void) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "bson.h"
+#include "utf8.h"
 
 static lua_State *L;
 
@@ -81,6 +82,27 @@ static int same_doc(const bson_t *a, const bson_t *b, int ordered) {
   return 1;
 }
 
+/* 1 when the document holds, at any depth, binary data that is not UTF-8: bson.h makes binary a
+ * Lua string, one way (Lua -> BSON refuses strings that are not UTF-8), so such a document reads
+ * but cannot be written back. Known and documented; the round trip is checked for the others. */
+static int has_non_utf8_binary(bson_iter_t *it) {
+  while (bson_iter_next(it)) {
+    bson_iter_t child;
+    if (BSON_ITER_HOLDS_BINARY(it)) {
+      bson_subtype_t sub;
+      uint32_t len;
+      const uint8_t *bytes;
+      bson_iter_binary(it, &sub, &len, &bytes);
+      if (!lh_utf8_valid(bytes, len))
+        return 1;
+    } else if ((BSON_ITER_HOLDS_DOCUMENT(it) || BSON_ITER_HOLDS_ARRAY(it)) &&
+               bson_iter_recurse(it, &child) && has_non_utf8_binary(&child)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!L)
     L = luaL_newstate();
@@ -91,11 +113,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (lh_bson_to_lua(L, &doc) != 0) {
     if (lua_gettop(L) != base)
       fail("a failed conversion left values on the stack");
+    /* What a failed conversion built is garbage: collect it (a regex's pattern is freed by its
+     * __gc; LeakSanitizer does not see pointers held in LuaJIT's own heap at exit). */
+    lua_gc(L, LUA_GCCOLLECT, 0);
     return 0;
   }
   size_t off;
   if (!bson_validate(&doc, BSON_VALIDATE_NONE, &off))
     fail("a malformed document converted with success");
+  bson_iter_t scan;
+  if (bson_iter_init(&scan, &doc) && has_non_utf8_binary(&scan)) {
+    lua_pop(L, 1);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return 0;
+  }
   bson_t once, twice;
   to_bson(&once);
   if (lh_bson_to_lua(L, &once) != 0)

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -822,7 +823,16 @@ def test_hashes_do_not_block_the_loop_and_db_calls_keep_flowing(start_host):
         t.start()
     trivial, finds = [], []
     try:
-        time.sleep(0.2)  # let the 8 hashes fill the pool and its queue
+        # Wait until the 8 hashers fill the hash pool (every thread busy, the rest queued).
+        deadline = time.monotonic() + 30
+        while True:
+            text = h.get("/metrics").body.decode()
+            running = int(re.search(r'^luahost_pool_running\{pool="hash"\} (\d+)$', text, re.M).group(1))
+            queued = int(re.search(r'^luahost_pool_queued\{pool="hash"\} (\d+)$', text, re.M).group(1))
+            if running >= 1 and queued >= 1:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.01)
         deadline = time.monotonic() + 2.5
         i = 0
         while time.monotonic() < deadline:
@@ -847,10 +857,14 @@ def test_hashes_do_not_block_the_loop_and_db_calls_keep_flowing(start_host):
     METRICS["find_one while 8 argon2id hashes run: p50 / max / n"] = (
         f"{median_ms(finds)} / {max(finds) * 1000:.2f} ms / {len(finds)}")
     METRICS["argon2id hash under 8-way contention (2 hash threads), median"] = f"{median_ms(hash_times)} ms"
+    # Neither waits for a hash: a blocked loop (or a shared queue) would make them wait about one
+    # hash's time. The yardstick is a hash measured alone in this run, so a loaded machine, which
+    # slows both, does not fail the test.
+    one_hash = statistics.median(singles)
     assert len(trivial) >= 50
-    assert p99(trivial) < 0.050 * timing_factor(), p99(trivial)
+    assert p99(trivial) < max(0.050 * timing_factor(), 0.5 * one_hash), (p99(trivial), one_hash)
     assert len(finds) >= 20
-    assert max(finds) < 0.5 * timing_factor(), max(finds)
+    assert max(finds) < max(0.5 * timing_factor(), 2 * one_hash), (max(finds), one_hash)
 
 
 def test_find_one_latency_through_the_binding(bh):

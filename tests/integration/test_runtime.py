@@ -4,6 +4,7 @@ the loader's refusals."""
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -295,7 +296,9 @@ def test_100_concurrent_sleeps_finish_together(start_host):
         statuses.append(parse_one(data).status)
     elapsed = time.time() - t0
     assert statuses == [200] * 100
-    assert elapsed < 0.5 * timing_factor(), elapsed
+    # Together, not one after another (100 x 0.2 s = 20 s): a bound far from both, so a loaded
+    # machine cannot fail it.
+    assert elapsed < 4.0 * timing_factor(), elapsed
 
 
 def p99(xs):
@@ -303,51 +306,86 @@ def p99(xs):
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
 
 
+def wait_open_connections(h, n, timeout=15):
+    """Waits until the open-connection gauge of /metrics reads n (the /metrics request included)."""
+    deadline = time.time() + timeout
+    got = None
+    while time.time() < deadline:
+        text = h.get("/metrics").body.decode()
+        got = int(re.search(r"^luahost_connections (\d+)$", text, re.M).group(1))
+        if got == n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"open connections never {n}: {got}")
+
+
+def pool_state(h, pool="test"):
+    """(running, queued) of a pool, from /metrics."""
+    text = h.get("/metrics").body.decode()
+    got = {}
+    for family in ("luahost_pool_running", "luahost_pool_queued"):
+        m = re.search(r'^%s\{pool="%s"\} (\d+)$' % (family, pool), text, re.M)
+        got[family] = int(m.group(1)) if m else None
+    return got["luahost_pool_running"], got["luahost_pool_queued"]
+
+
+def wait_pool(h, running, queued, timeout=30):
+    """Waits until the pool's gauges read (running, queued): tests wait for the state they assume
+    instead of assuming how long things take."""
+    deadline = time.time() + timeout
+    state = None
+    while time.time() < deadline:
+        state = pool_state(h)
+        if state == (running, queued):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"pool never reached running={running} queued={queued}: {state}")
+
+
 def test_pool_runs_n_jobs_in_parallel_queues_extra_and_overflows_with_503(start_host):
+    # Every step waits for the pool state it assumes (its gauges in /metrics), never for a time:
+    # the jobs block long enough that the states last while the test looks at them.
     h = start_host("runtime", env={"LUAHOST_TEST_POOL_THREADS": "4", "LUAHOST_TEST_POOL_QUEUE": "4"},
                    workers=1, test_host=True)
     health = []
     stop = [False]
 
     def probe():
-        deadline = time.time() + 60  # bounded even if the test body fails early
+        deadline = time.time() + 120  # bounded even if the test body fails early
         while not stop[0] and time.time() < deadline:
             t = time.time()
             assert h.get("/healthz").status == 200
-            health.append(time.time() - t)
+            health.append((t, time.time()))
             time.sleep(0.005)
 
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
         prober = ex.submit(probe)
         try:
-            # 4 jobs on 4 threads: about one job's time
-            t0 = time.time()
-            rs = list(ex.map(lambda _: h.get("/block/300"), range(4)))
-            one = time.time() - t0
-            assert all(r.status == 200 for r in rs)
-            assert one < 0.3 + 0.4 * timing_factor(), one
-            # 8 jobs: 4 run, 4 wait, about two jobs' time
-            t0 = time.time()
-            rs = list(ex.map(lambda _: h.get("/block/300"), range(8)))
-            two = time.time() - t0
-            assert all(r.status == 200 for r in rs)
-            assert 0.55 < two < 0.6 + 0.5 * timing_factor(), two
-            # 4 jobs start running; then of 6 more, 4 wait and 2 are refused at once with 503 and
-            # Retry-After. (Sending all 10 at once would race the pool threads taking their jobs.)
-            running = [ex.submit(h.get, "/block/400") for _ in range(4)]
-            time.sleep(0.15)
-            rs = list(ex.map(lambda _: h.get("/block/300"), range(6)))
-            rs += [f.result() for f in running]
-            codes = sorted(r.status for r in rs)
-            assert codes.count(200) == 8 and codes.count(503) == 2, codes
-            refused = [r for r in rs if r.status == 503]
-            assert all(r.headers["retry-after"] and r.json()["response_data"]["code"] == "overloaded"
-                       for r in refused)
+            wait_pool(h, 0, 0)
+            # 4 jobs on 4 threads all run at once.
+            first = [ex.submit(h.get, "/block/1000") for _ in range(4)]
+            wait_pool(h, 4, 0)
+            busy_from = time.time()
+            # 4 more wait in the queue while the threads are busy.
+            second = [ex.submit(h.get, "/block/1000") for _ in range(4)]
+            wait_pool(h, 4, 4)
+            # The pool and its queue are full: 2 more are refused at once with 503 and Retry-After.
+            refused = [h.get("/block/100") for _ in range(2)]
+            first[0].result()
+            busy_to = time.time()  # a job ran all along since busy_from
+            rs = [f.result() for f in first + second]
+            assert all(r.status == 200 for r in rs), rs
+            assert all(r.status == 503 and r.headers["retry-after"] and
+                       r.json()["response_data"]["code"] == "overloaded" for r in refused), refused
+            wait_pool(h, 0, 0)
         finally:
             stop[0] = True
         prober.result()
-    assert len(health) > 20
-    assert p99(health) < 0.020 * timing_factor(), p99(health)
+    # The event loop kept answering while the pool threads were busy (from seeing 4 running until
+    # a first job ended): health checks completed inside that window, none waiting for a job.
+    during = [t1 - t0 for t0, t1 in health if busy_from <= t0 and t1 <= busy_to]
+    assert during, (busy_from, busy_to, health[-5:])
+    assert max(t1 - t0 for t0, t1 in health) < 1.0 * timing_factor(), max(t1 - t0 for t0, t1 in health)
 
 
 # ---- loading scripts ----
@@ -444,9 +482,15 @@ def test_scripts_cannot_change_shared_modules_or_globals(host, path):
 def test_a_request_cannot_resume_another_requests_coroutine(host):
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
         first = ex.submit(host.get, "/attack/save")
-        time.sleep(0.1)
-        stolen = host.get("/attack/steal").json()["response_data"]
-        assert stolen["ok"] is False and "cannot resume" in stolen["err"]
+        # Wait until the first request has saved its coroutine (before, there is nothing to steal
+        # and resume(nil) fails for another reason) instead of sleeping for it.
+        deadline = time.time() + 15
+        while True:
+            stolen = host.get("/attack/steal").json()["response_data"]
+            if "bad argument" not in stolen["err"] or time.time() > deadline:
+                break
+            time.sleep(0.01)
+        assert stolen["ok"] is False and "cannot resume" in stolen["err"], stolen
         assert first.result().status == 200
 
 
@@ -476,7 +520,7 @@ def test_shutdown_wakes_sleepers_when_the_grace_period_ends(start_host):
     threading.Thread(target=lambda: got.update(
         r=raw(h.port, b"GET /sleep/30000 HTTP/1.1\r\nHost: t\r\n\r\n", timeout=10)),
         daemon=True).start()
-    time.sleep(0.3)
+    wait_open_connections(h, 2)  # the sleeper is in: its connection and this /metrics one
     t0 = time.time()
     assert h.stop() == 0
     assert time.time() - t0 < 5
@@ -510,3 +554,24 @@ def test_pattern_guard_lets_linear_patterns_through(host, pattern, fill, n, tail
     assert d["ok"] is True, d
     assert d["found"] is found
     assert time.time() - t0 < 2 * timing_factor()
+
+
+def test_decoded_body_size_is_bounded(start_host):
+    # The body's byte size does not bound what it decodes into: many small values cost far more
+    # in Lua. Past max_body_values or max_body_decoded_bytes the request fails with 422 naming it.
+    h = start_host("runtime", env={"LUAHOST_MAX_BODY_VALUES": "100",
+                                   "LUAHOST_MAX_BODY_DECODED_BYTES": "20000"})
+    ctype = {"Content-Type": "application/json"}
+    ok = "{" + ",".join(f'"k{i}":{i}' for i in range(50)) + "}"
+    assert h.request("POST", "/anyjson", body=ok, headers=ctype).status == 200
+    many = "[" + ",".join(["0"] * 150) + "]"
+    r = h.request("POST", "/anyjson", body=many, headers=ctype)
+    assert r.status == 422, r
+    err = r.json()["response_data"]["errors"][0]
+    assert err["in"] == "body" and "more than 100 values" in err["message"], err
+    big = '{"a":"' + "x" * 30000 + '"}'
+    r = h.request("POST", "/anyjson", body=big, headers=ctype)
+    assert r.status == 422 and "more than 20000 bytes" in r.body.decode(), r
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    r = h.request("POST", "/form", body="&".join(f"f{i}=1" for i in range(150)), headers=form)
+    assert r.status == 422 and "more than 100 values" in r.body.decode(), r
