@@ -301,6 +301,18 @@ static int lh_set_int(lh_config_t *cfg, const lh_opt_t *o, long long v, const ch
 }
 
 /* Sets a string or enum option from len bytes at s (not necessarily NUL-terminated). */
+/* Runs the option's own check (an address, an origin, ...) on a value; 0, or LH_EINVAL with the
+ * check's reason after `where`. */
+static int lh_opt_check(const lh_opt_t *o, const char *value, const char *where, char *err,
+                        size_t errlen) {
+  char why[160];
+  if (o->check && o->check(value, why, sizeof why) < 0) {
+    lh_errf(err, errlen, "%s: %s", where, why);
+    return LH_EINVAL;
+  }
+  return 0;
+}
+
 static int lh_set_str(lh_config_t *cfg, const lh_opt_t *o, const char *s, size_t len,
                       const char *where, char *err, size_t errlen) {
   char got[96];
@@ -321,13 +333,8 @@ static int lh_set_str(lh_config_t *cfg, const lh_opt_t *o, const char *s, size_t
   char tmp[1024];
   memcpy(tmp, s, len);
   tmp[len] = '\0';
-  if (o->check) {
-    char why[160];
-    if (o->check(tmp, why, sizeof why) < 0) {
-      lh_errf(err, errlen, "%s: %s", where, why);
-      return LH_EINVAL;
-    }
-  }
+  if (lh_opt_check(o, tmp, where, err, errlen) != 0)
+    return LH_EINVAL;
   memcpy(lh_opt_str(cfg, o), tmp, len + 1);
   return 0;
 }
@@ -350,13 +357,8 @@ static int lh_list_add(lh_config_t *cfg, const lh_opt_t *o, const char *s, size_
   char tmp[256];
   memcpy(tmp, s, len);
   tmp[len] = '\0';
-  if (o->check) {
-    char why[160];
-    if (o->check(tmp, why, sizeof why) < 0) {
-      lh_errf(err, errlen, "%s: %s", where, why);
-      return LH_EINVAL;
-    }
-  }
+  if (lh_opt_check(o, tmp, where, err, errlen) != 0)
+    return LH_EINVAL;
   memcpy(lh_opt_str(cfg, o) + (size_t)*count * o->size, tmp, len + 1);
   (*count)++;
   return 0;

@@ -836,7 +836,16 @@ int luaopen_luahost_json(lua_State *L) {
     return 1;
   lua_pop(L, 1);
 
-  lua_createtable(L, 0, 5);
+  static const luaL_Reg fns[] = {{"decode", lh_json_l_decode},
+                                 {"form_decode", lh_json_l_form_decode},
+                                 {"array", lh_json_l_array},
+                                 {"is_array", lh_json_l_is_array},
+                                 {"utf8_valid", lh_json_l_utf8_valid},
+                                 {"utf8_len", lh_json_l_utf8_len},
+                                 {NULL, NULL}};
+  lua_createtable(L, 0, 9);
+  luaL_register(L, NULL, fns);
+  /* encode keeps its output buffer as an upvalue, reused call after call */
   lh_buf_t *b = lua_newuserdata(L, sizeof(*b));
   lh_buf_init(b);
   lua_createtable(L, 0, 1);
@@ -845,20 +854,8 @@ int luaopen_luahost_json(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_pushcclosure(L, lh_json_l_encode, 1);
   lua_setfield(L, -2, "encode");
-  lua_pushcfunction(L, lh_json_l_decode);
-  lua_setfield(L, -2, "decode");
-  lua_pushcfunction(L, lh_json_l_form_decode);
-  lua_setfield(L, -2, "form_decode");
-  lua_pushcfunction(L, lh_json_l_array);
-  lua_setfield(L, -2, "array");
-  lua_pushcfunction(L, lh_json_l_is_array);
-  lua_setfield(L, -2, "is_array");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
-  lua_pushcfunction(L, lh_json_l_utf8_valid);
-  lua_setfield(L, -2, "utf8_valid");
-  lua_pushcfunction(L, lh_json_l_utf8_len);
-  lua_setfield(L, -2, "utf8_len");
   lua_pushnumber(L, (lua_Number)LH_MAX_SAFE_INT);
   lua_setfield(L, -2, "max_safe_integer");
 
