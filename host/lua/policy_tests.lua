@@ -173,11 +173,19 @@ local function copy(t)
   return c
 end
 
+local function label_of(t)
+  return t.where .. ": policy test '" .. t.name .. "' (" .. t.policy .. ", " ..
+         t.request.method .. " " .. t.request.path .. ")"
+end
+
+-- The label of the test running now: when the time budget stops the run (no Lua runs after that
+-- in the run's coroutine), the host reads it to say which test it was (host/vm_tests.c).
+M.current = nil
+
 -- One test: nil, or the failure's text.
 local function run_one(gen, match, runtime, json, t)
   local r = t.request
-  local label = t.where .. ": policy test '" .. t.name .. "' (" .. t.policy .. ", " .. r.method ..
-                " " .. r.path .. ")"
+  local label = label_of(t)
   local id, params = match(r.method, r.path)
   if not id then
     return label .. ": the request matches no route (" ..
@@ -239,7 +247,9 @@ function M.run(gen, match)
   local tests = gen.tests or {}
   local failures = {}
   for _, t in ipairs(tests) do
+    M.current = label_of(t)
     local failure = run_one(gen, match, runtime, json, t)
+    M.current = nil
     if failure then failures[#failures + 1] = failure end
   end
   if #failures > 0 then
