@@ -156,8 +156,6 @@ local function build_request(t, params, json)
       parts[#parts + 1] = url_escape(k) .. "=" .. url_escape(query[k])
     end
     req.query, req.query_string = query, table.concat(parts, "&")
-  else
-    req.query = {}
   end
   if r.body ~= nil then
     req.raw_body = type(r.body) == "table" and json.encode(r.body) or r.body
