@@ -76,7 +76,7 @@ static int lh_app_check(lua_State *L, int idx, int depth, int *nkeys, char *why,
     if (depth == 1 && !(k && lh_app_key_ok(k, klen))) {
       lua_pop(L, 2);
       lh_errf(why, whylen,
-              "its keys must be names like admin_username ([a-z][a-z0-9_]*, at most "
+              "its keys must be names like max_items ([a-z][a-z0-9_]*, at most "
               "%d bytes)",
               LH_APP_MAX_KEY);
       return LH_EINVAL;
@@ -295,8 +295,7 @@ int lh_config_app_env(char *json, size_t jsonmax, char *err, size_t errlen) {
       const char *eq = strchr(*e, '=');
       snprintf(var, sizeof var, "%.*s", eq ? (int)(eq - *e) : 60, *e);
       if (bad) {
-        lh_errf(err, errlen, "%s: the key after LUAHOST_APP_ must be a name like ADMIN_USERNAME",
-                var);
+        lh_errf(err, errlen, "%s: the key after LUAHOST_APP_ must be a name like MAX_ITEMS", var);
         rc = LH_EINVAL;
       } else if (kind == pass) {
         rc = lh_app_env_set(L, key, eq + 1, var, err, errlen);

@@ -3,9 +3,9 @@
  * application's own section of the configuration, all read-only.
  *
  * The host knows no application setting by name: `app` is whatever luahost.conf's `app` section
- * (and the legacy variables mapped into it by config.c) holds. Reading an application key at the
- * top level (config.users_collection, as scripts did before `app` existed) still works and logs a
- * deprecation once per key and state. */
+ * and the variables config_app.c maps into it hold. Reading an application key at the top level
+ * (config.<key>, as scripts did before `app` existed) still works and logs a deprecation once per
+ * key and state. */
 #include <lauxlib.h>
 #include <sodium.h>
 #include <string.h>

@@ -195,7 +195,7 @@ static void on_start_done(void *ud, int ok, const char *text) {
     uv_timer_start(&w->start_retry, on_start_retry, LH_START_RETRY_MS, 0);
 }
 
-/* The scripts' on_start hooks (indexes, the bootstrap admin) run once per process, on worker 0,
+/* The scripts' on_start hooks (for example creating indexes) run once per process, on worker 0,
  * in a coroutine so they can wait for the database; until they succeed /readyz answers 503. */
 static void run_start_hooks(lh_worker_t *w) {
   if (w->stopping || w->start_running)

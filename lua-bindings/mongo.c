@@ -277,9 +277,9 @@ int lh_mongo_check_filter(const bson_t *filter, char *err, size_t errlen) {
 /* ---- pool-thread operations ---------------------------------------------------------------- */
 
 static const char *op_name(lh_mongo_op_t op) {
-  static const char *const names[] = {"insert_one",      "find_one",     "find",
-                                      "count_documents", "update_one",   "find_one_and_update",
-                                      "delete_one",      "create_index", "ping"};
+  static const char *const names[] = {
+      "insert_one", "find_one",     "find", "count_documents", "update_one", "find_one_and_update",
+      "delete_one", "create_index", "ping", "build_info"};
   return (unsigned)op < LH_ARRAY_SIZE(names) ? names[op] : "?";
 }
 
@@ -516,7 +516,9 @@ static void project(const bson_t *doc, const bson_t *proj, bson_t *out) {
 static void run_find_one_and_update(mongoc_collection_t *coll, lh_mongo_req_t *req) {
   mongoc_find_and_modify_opts_t *fam = mongoc_find_and_modify_opts_new();
   mongoc_find_and_modify_opts_set_update(fam, &req->update);
-  mongoc_find_and_modify_opts_set_flags(fam, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+  mongoc_find_and_modify_opts_set_flags(
+      fam, (mongoc_find_and_modify_flags_t)(MONGOC_FIND_AND_MODIFY_RETURN_NEW |
+                                            (req->upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0)));
   mongoc_find_and_modify_opts_set_max_time_ms(fam, (uint32_t)g_timeout_ms);
   bson_t reply;
   bson_error_t error;
@@ -570,6 +572,9 @@ static void run_create_index(mongoc_client_t *client, lh_mongo_req_t *req) {
   if (req->unique) {
     BSON_APPEND_BOOL(&index, "unique", true);
   }
+  if (req->expire_after_s > 0) {
+    BSON_APPEND_INT64(&index, "expireAfterSeconds", req->expire_after_s);
+  }
   bson_append_document_end(&indexes, &index);
   bson_append_array_end(&cmd, &indexes);
   BSON_APPEND_INT64(&cmd, "maxTimeMS", g_timeout_ms);
@@ -592,6 +597,20 @@ static void run_ping(mongoc_client_t *client, lh_mongo_req_t *req) {
   bson_destroy(&cmd);
 }
 
+static void run_build_info(mongoc_client_t *client, lh_mongo_req_t *req) {
+  bson_t cmd = BSON_INITIALIZER, reply;
+  BSON_APPEND_INT32(&cmd, "buildInfo", 1);
+  bson_error_t error;
+  if (!mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &error)) {
+    set_error(req, &error);
+  } else {
+    bson_concat(&req->result, &reply);
+    req->found = 1;
+  }
+  bson_destroy(&reply);
+  bson_destroy(&cmd);
+}
+
 void lh_mongo_execute(lh_mongo_req_t *req) {
   if (g_pool == NULL) {
     req->code = "unavailable";
@@ -606,7 +625,8 @@ void lh_mongo_execute(lh_mongo_req_t *req) {
     return;
   }
   mongoc_collection_t *coll = NULL;
-  if (req->op != LH_MONGO_PING && req->op != LH_MONGO_CREATE_INDEX) {
+  if (req->op != LH_MONGO_PING && req->op != LH_MONGO_CREATE_INDEX &&
+      req->op != LH_MONGO_BUILD_INFO) {
     coll = mongoc_client_get_collection(client, g_db, req->coll);
   }
   switch (req->op) {
@@ -619,6 +639,7 @@ void lh_mongo_execute(lh_mongo_req_t *req) {
   case LH_MONGO_DELETE_ONE: run_delete_one(coll, req); break;
   case LH_MONGO_CREATE_INDEX: run_create_index(client, req); break;
   case LH_MONGO_PING: run_ping(client, req); break;
+  case LH_MONGO_BUILD_INFO: run_build_info(client, req); break;
   }
   if (coll != NULL) {
     mongoc_collection_destroy(coll);
@@ -709,7 +730,8 @@ static int job_push(lh_ljob_t *lj, lua_State *co) {
   switch (req->op) {
   case LH_MONGO_INSERT_ONE: return push_inserted_id(co, req);
   case LH_MONGO_FIND_ONE:
-  case LH_MONGO_FIND_ONE_AND_UPDATE: return push_found(co, req);
+  case LH_MONGO_FIND_ONE_AND_UPDATE:
+  case LH_MONGO_BUILD_INFO: return push_found(co, req);
   case LH_MONGO_FIND: return push_docs(co, req);
   case LH_MONGO_UPDATE_ONE:
     lua_pushnumber(co, (lua_Number)req->n1);
@@ -891,10 +913,19 @@ static int take_opts(lua_State *L, lh_mongo_job_t *mj, int idx, const char *cons
         snprintf(err, sizeof err, "name must be a short string");
       }
     } else if (strcmp(key, "upsert") == 0) {
-      /* Only false is supported: an upsert would bypass the service's create path. */
-      rc = lua_type(L, vi) == LUA_TBOOLEAN && !lua_toboolean(L, vi)
+      /* update_one accepts only false (an upsert there would bypass the service's create path);
+       * find_one_and_update takes either, for atomic counters. */
+      int yes = lua_toboolean(L, vi);
+      rc = lua_type(L, vi) == LUA_TBOOLEAN && (!yes || req->op == LH_MONGO_FIND_ONE_AND_UPDATE)
                ? 0
                : (snprintf(err, sizeof err, "upsert must be false"), -1);
+      req->upsert = yes;
+    } else if (strcmp(key, "expire_after_seconds") == 0) {
+      lua_Number v = lua_type(L, vi) == LUA_TNUMBER ? lua_tonumber(L, vi) : 0;
+      rc = v >= 1 && v <= 1e9 && v == floor(v)
+               ? 0
+               : (snprintf(err, sizeof err, "expire_after_seconds: an integer from 1"), -1);
+      req->expire_after_s = (int64_t)v;
     } else { /* skip, limit: numbers that may come from a client's query */
       if (lua_type(L, vi) != LUA_TNUMBER) {
         snprintf(err, sizeof err, "%s must be a number", key);
@@ -996,7 +1027,7 @@ static int l_update_one(lua_State *L) {
 }
 
 static int l_find_one_and_update(lua_State *L) {
-  static const char *const allowed[] = {"projection", "unique_fields", NULL};
+  static const char *const allowed[] = {"projection", "unique_fields", "upsert", NULL};
   const char *name = check_collection(L);
   lh_mongo_job_t *mj = job_new(L, LH_MONGO_FIND_ONE_AND_UPDATE, name);
   int ret;
@@ -1033,7 +1064,7 @@ static void default_index_name(const bson_t *keys, char *out, size_t outlen) {
 }
 
 static int l_create_index(lua_State *L) {
-  static const char *const allowed[] = {"unique", "name", NULL};
+  static const char *const allowed[] = {"unique", "name", "expire_after_seconds", NULL};
   const char *name = check_collection(L);
   lh_mongo_job_t *mj = job_new(L, LH_MONGO_CREATE_INDEX, name);
   char err[256];
@@ -1074,6 +1105,11 @@ static int l_ping(lua_State *L) {
   return lh_sched_await(L, "db", &mj->lj);
 }
 
+static int l_build_info(lua_State *L) {
+  lh_mongo_job_t *mj = job_new(L, LH_MONGO_BUILD_INFO, "");
+  return lh_sched_await(L, "db", &mj->lj);
+}
+
 int luaopen_luahost_mongo(lua_State *L) {
   static const luaL_Reg methods[] = {{"insert_one", l_insert_one},
                                      {"find_one", l_find_one},
@@ -1103,6 +1139,8 @@ int luaopen_luahost_mongo(lua_State *L) {
   lua_setfield(L, -2, "collection");
   lua_pushcfunction(L, l_ping);
   lua_setfield(L, -2, "ping");
+  lua_pushcfunction(L, l_build_info);
+  lua_setfield(L, -2, "build_info");
   lh_bson_register_constructors(L);
   return 1;
 }

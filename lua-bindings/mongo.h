@@ -18,10 +18,15 @@
  *   coll:count_documents(filter)                -> integer
  *   coll:update_one(filter, update[, {unique_fields={...}}]) -> matched, modified
  *        update may use $set, $unset and $inc only (anything else -> nil, "bad_value")
- *   coll:find_one_and_update(filter, update[, {projection=, unique_fields=}]) -> new doc | nil
+ *   coll:find_one_and_update(filter, update[, {projection=, unique_fields=, upsert=}])
+ *        -> new doc | nil; with upsert=true a missing document is inserted (filter equalities
+ *        plus the update) and returned, so one call is an atomic counter ($inc)
  *   coll:delete_one(filter)                     -> deleted count
- *   coll:create_index({{"field", 1}, ...}[, {unique=true, name="..."}]) -> true
+ *   coll:create_index({{"field", 1}, ...}[, {unique=true, name="...", expire_after_seconds=n}])
+ *        -> true; expire_after_seconds makes a TTL index (servers without them answer an error)
  *   mongo.ping()                                -> true | nil, code
+ *   mongo.build_info()                          -> the server's buildInfo reply | nil, code
+ *        (version, and a server's own fields such as ferretdbVersion: for feature detection)
  *   mongo.objectid([hex]), mongo.date(ms), mongo.now(), mongo.regex(pattern[, options])
  *   oid:date() -> the date the ObjectId was made (second precision)
  * A filter may not contain $where, $function or $accumulator (server-side JavaScript). */
@@ -47,7 +52,8 @@ typedef enum {
   LH_MONGO_FIND_ONE_AND_UPDATE,
   LH_MONGO_DELETE_ONE,
   LH_MONGO_CREATE_INDEX,
-  LH_MONGO_PING
+  LH_MONGO_PING,
+  LH_MONGO_BUILD_INFO
 } lh_mongo_op_t;
 
 /* One operation and its outcome. Inputs are filled on the loop thread, outputs on the pool thread.
@@ -61,8 +67,10 @@ typedef struct lh_mongo_req_s {
   bson_t update;   /* update_one, find_one_and_update */
   bson_t projection;
   bson_t sort;
-  int64_t skip, limit; /* find; limit is already clamped */
-  int unique;          /* create_index */
+  int64_t skip, limit;    /* find; limit is already clamped */
+  int unique;             /* create_index */
+  int64_t expire_after_s; /* create_index: > 0 makes a TTL index (expireAfterSeconds) */
+  int upsert;             /* find_one_and_update: insert when nothing matches */
   char index_name[128];
   char unique_fields[LH_MONGO_MAX_UNIQUE][64]; /* fields whose uniqueness an update may violate */
   int n_unique;

@@ -12,6 +12,7 @@
 #include "lua_api.h"
 #include "mongo.h"
 #include "password.h"
+#include "unicode.h"
 
 static const lh_module_t builtin[] = {
     /* the host's own modules */
@@ -31,6 +32,7 @@ static const lh_module_t builtin[] = {
      LH_MODULE_SCRIPTS},
     {"luahost.jwt", luaopen_luahost_jwt, lh_jwt_init, lh_jwt_cleanup, LH_MODULE_SCRIPTS},
     {"luahost.mongo", luaopen_luahost_mongo, lh_mongo_init, lh_mongo_cleanup, LH_MODULE_SCRIPTS},
+    {"luahost.unicode", luaopen_luahost_unicode, NULL, NULL, LH_MODULE_SCRIPTS},
 };
 
 #define LH_MAX_EXTRA_MODULES 4

@@ -9,7 +9,7 @@ TOOLS="$ROOT/.tools"
 LH_APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libluajit2-5.1-dev luajit2 libuv1-dev libmongoc-dev libjwt-dev libjansson-dev
-  libsodium-dev libcrypt-dev lua-busted
+  libsodium-dev libcrypt-dev libicu-dev lua-busted
   valgrind wrk nginx libnginx-mod-http-lua python3-venv curl clang-format
 )
 

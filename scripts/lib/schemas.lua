@@ -10,16 +10,47 @@
 -- (OAuth2PasswordRequestForm) keep working; their values are ignored.
 
 local validate = require "luahost.validate"
+local unicode = require "luahost.unicode"
 
 local M = {}
 
 M.ROLES = { "user", "admin" }
 M.SORT_FIELDS = { "username", "userage", "created_at" }
 
+-- The identity rules of a name (lua-bindings/unicode.h), on its NFC form: the code and message
+-- of the 422. lib/users.lua applies the same rules again before it stores a name.
+local NAME_MESSAGES = {
+  bad_utf8 = "username is not valid UTF-8",
+  control = "username must not contain control characters or line breaks",
+  format = "username must not contain invisible formatting characters (zero-width, bidi)",
+  unassigned = "username must not contain unassigned code points",
+  private_use = "username must not contain private-use characters",
+  surrogate = "username must not contain surrogate code points",
+  whitespace_edge = "username must not start or end with white space or invisible characters",
+  empty = "username must not be empty or made only of invisible characters",
+  mixed_script = "username mixes scripts beyond UTS #39 'moderately restrictive' (one " ..
+                 "script; Latin with Han and Kana or Hangul; or Latin with one other script " ..
+                 "except Cyrillic and Greek)",
+  invisible = "username repeats a combining mark",
+}
+
+-- username_problem(why) -> code, message: how a broken identity rule reads in a 422.
+function M.username_problem(why)
+  return why, NAME_MESSAGES[why] or "username is not allowed"
+end
+
+function M.check_username(v)
+  local nfc, err = unicode.nfc(v)
+  local ok, why = false, err
+  if nfc then ok, why = unicode.check_name(nfc) end
+  if ok then return true end
+  return false, M.username_problem(why)
+end
+
 -- One definition per rule, so create, update and the admin bootstrap cannot drift apart.
 local function username(required)
   return { type = "string", required = required or nil, min_len = 1, max_len = 64,
-           no_control = true }
+           no_control = true, check = M.check_username }
 end
 
 local function password(required)
@@ -100,6 +131,8 @@ function M.check_bootstrap(name, pw, age)
   if not n or n < 1 or n > 64 or name:find("[%z\1-\31\127]") then
     return fail("LUAHOST_ADMIN_USERNAME must be 1 to 64 characters without control characters")
   end
+  local fine, _, why = M.check_username(name)
+  if not fine then return fail("LUAHOST_ADMIN_USERNAME: " .. why) end
   n = type(pw) == "string" and validate.utf8_len(pw)
   if not n or n < 8 or n > 128 then
     return fail("LUAHOST_ADMIN_PASSWORD must be 8 to 128 characters")

@@ -14,7 +14,7 @@ local core = require "luahost"
 
 local M = {}
 
--- name -> { default, type, min, max } (min and max: integers, inclusive)
+-- name -> { default, "integer", min, max } (inclusive) or { default, "string", allowed set or nil }
 local SPEC = {
   users_collection = { "users", "string" },
   admin_username = { "", "string" },
@@ -24,6 +24,7 @@ local SPEC = {
   login_max_per_user = { 20, "integer", 1, 1000000 },
   login_max_per_addr = { 100, "integer", 1, 1000000 },
   login_window_s = { 900, "integer", 1, 86400 },
+  throttle_store = { "mongodb", "string", { mongodb = true, memory = true } },
 }
 
 M.DEFAULTS = {}
@@ -46,6 +47,12 @@ local function problem(spec, v)
   local kind, min, max = spec[2], spec[3], spec[4]
   if kind == "string" then
     if type(v) ~= "string" then return "must be a string" end
+    if min and not min[v] then
+      local names = {}
+      for name in pairs(min) do names[#names + 1] = name end
+      table.sort(names)
+      return "must be one of " .. table.concat(names, ", ")
+    end
     return nil
   end
   if type(v) ~= "number" or v ~= math.floor(v) or v < min or v > max then

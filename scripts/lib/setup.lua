@@ -1,8 +1,10 @@
 -- lib/setup.lua: what the user service needs before it can serve, and the migration command.
 --
--- Owns: start-up (the unique index on username_lc and the bootstrap admin) and `luahost migrate`
--- (bringing documents of the original FastAPI service to luahost's shape). app.lua hands these to
--- the host as its `on_start` and `commands.migrate` hooks.
+-- Owns: start-up (the unique index on username_lc, the check that every user has its name document,
+-- the admin guard and the bootstrap admin) and `luahost migrate` (bringing documents of the
+-- original FastAPI service, or of an older luahost, to luahost's shape: NFKC_Casefold keys,
+-- skeletons, name documents, the admin guard). app.lua hands these to the host as its `on_start`
+-- and `commands.migrate` hooks.
 --
 -- start() runs once per process after the listeners open; until it succeeds /readyz answers 503
 -- and the host retries it every 5 s, so a database that is still starting is simply waited for.
@@ -11,6 +13,7 @@ local core = require "luahost"
 local log = require "luahost.log"
 local response = require "luahost.response"
 local users = require "lib.users"
+local throttle = require "lib.throttle"
 local schemas = require "lib.schemas"
 local settings = require "lib.settings"
 
@@ -77,6 +80,19 @@ function M.start()
     end
     return nil, "creating the username_lc index: " .. tostring(err)
   end
+  local stale
+  stale, err = users.needs_migration()
+  if stale == nil then return nil, "checking the user documents: " .. tostring(err) end
+  if stale then
+    log.error("some users have no name key yet (documents of an older luahost or of the " ..
+              "original service): run `luahost migrate`, resolve the conflicts it lists, then " ..
+              "restart")
+    return nil, "users need `luahost migrate`"
+  end
+  ok, err = users.ensure_admin_guard()
+  if not ok then return nil, "creating the admin guard: " .. tostring(err) end
+  ok, err = throttle.prepare()
+  if not ok then return nil, "preparing the login counters: " .. tostring(err) end
   local has_name = settings.get("admin_username") ~= ""
   local has_pw = settings.get("admin_password") ~= ""
   if has_name or has_pw then

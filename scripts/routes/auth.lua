@@ -1,7 +1,7 @@
 -- routes/auth.lua: POST /login and POST /logout.
 --
--- Owns: the login flow (form fields as the original FastAPI service took them, throttling before
--- any hash work, one answer for every kind of failure, the token response exactly as the seed
+-- Owns: the login flow (form fields as the original FastAPI service took them, an attempt
+-- reserved on the shared throttle counters before any hash work (lib/throttle.lua), one answer for every kind of failure, the token response exactly as the seed
 -- shows it) and logout (revoking every token the caller holds).
 
 local response = require "luahost.response"
@@ -27,22 +27,26 @@ local function login(req)
     } })
   end
   local name, pw = req.body.username, req.body.password
-  local name_lc, addr = users.normalize(name), req.client
+  local name_key, addr = users.normalize(name), req.client
 
-  local allowed, retry = throttle.check(name_lc, addr)
+  -- The attempt is reserved before any hash work, on every host's shared counters.
+  local allowed, ticket = throttle.reserve(name_key, addr)
   if not allowed then
     return response.error(429, "too_many_attempts",
                           "Too many failed login attempts, retry later",
-                          { ["Retry-After"] = tostring(retry) })
+                          { ["Retry-After"] = tostring(ticket) })
   end
 
   local user, err = users.check_password(name, pw)
   if not user then
-    if err ~= "bad_credentials" then return nil, err end
-    throttle.failed(name_lc, addr)
+    if err ~= "bad_credentials" then
+      throttle.abandon(ticket)
+      return nil, err
+    end
+    throttle.failed(ticket)
     return bad_credentials()
   end
-  throttle.succeeded(name_lc, addr)
+  throttle.succeeded(ticket)
   -- The bare token object, not the envelope: OAuth2 clients (and the seed) expect exactly this.
   return 200, { access_token = auth.issue(user), token_type = "bearer" },
     { ["Cache-Control"] = "no-store" }

@@ -20,9 +20,17 @@ local OUTCOMES = {
   last_admin = { 409, "last_admin", "The last admin cannot be removed or demoted" },
 }
 
-local function fail(err)
+local function fail(err, why)
   local o = OUTCOMES[err]
   if o then return response.error(o[1], o[2], o[3]) end
+  if err == "bad_username" then
+    -- The schema refuses such names first (422); this answers the same if a name ever reaches
+    -- lib/users.lua another way, instead of a 500.
+    local code, message = schemas.username_problem(why)
+    return response.validation_error({ {
+      field = "username", ["in"] = "body", code = code, message = message,
+    } })
+  end
   if err == "weak_password" then
     -- Only a bcrypt-configured host refuses a valid password: it cannot use more than 72 bytes.
     return response.validation_error({ {
@@ -34,8 +42,8 @@ local function fail(err)
 end
 
 local function create_user(req)
-  local doc, err = users.create(req.body)
-  if not doc then return fail(err) end
+  local doc, err, why = users.create(req.body)
+  if not doc then return fail(err, why) end
   return response.created("User created successfully", users.serialize(doc))
 end
 
@@ -62,8 +70,8 @@ local function get_user(req)
 end
 
 local function update_user(req)
-  local doc, err = users.update(req.params.user_id, req.body)
-  if not doc then return fail(err) end
+  local doc, err, why = users.update(req.params.user_id, req.body)
+  if not doc then return fail(err, why) end
   return response.ok("User updated successfully", users.serialize(doc))
 end
 

@@ -557,10 +557,11 @@ static void test_shipped_file_is_defaults(void) {
   lh_config_defaults(&defaults);
   /* The host's options match the built-in defaults; the application's section documents the
    * user service's settings with the values its scripts default to. */
-  LH_CHECK_STR(shipped.app_json,
-               "{\"admin_password\":\"\",\"admin_userage\":0,\"admin_username\":\"\","
-               "\"login_max_per_addr\":100,\"login_max_per_pair\":5,\"login_max_per_user\":20,"
-               "\"login_window_s\":900,\"users_collection\":\"users\"}");
+  LH_CHECK_STR(
+      shipped.app_json,
+      "{\"admin_password\":\"\",\"admin_userage\":0,\"admin_username\":\"\","
+      "\"login_max_per_addr\":100,\"login_max_per_pair\":5,\"login_max_per_user\":20,"
+      "\"login_window_s\":900,\"throttle_store\":\"mongodb\",\"users_collection\":\"users\"}");
   snprintf(defaults.app_json, sizeof defaults.app_json, "%s", shipped.app_json);
   int changes = 0;
   LH_CHECK_INT(lh_config_diff(&defaults, &shipped, count_change, &changes), 0);

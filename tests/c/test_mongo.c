@@ -390,6 +390,9 @@ static void test_lua_arguments(void) {
       "assert(not pcall(c.update_one, c, {}, {['$set'] = {a = 1}}, {upsert = true}))\n"
       "assert(not pcall(c.insert_one, c, 'doc'))\n"
       "assert(not pcall(c.create_index, c, {{'a', 'up'}}))\n"
+      "assert(not pcall(c.create_index, c, {{'a', 1}}, {expire_after_seconds = 0}))\n"
+      "assert(not pcall(c.create_index, c, {{'a', 1}}, {expire_after_seconds = 1.5}))\n"
+      "assert(not pcall(c.find_one_and_update, c, {}, {['$inc'] = {n = 1}}, {upsert = 1}))\n"
       "local ok, msg = pcall(c.count_documents, c, {})\n"
       "assert(not ok and msg:find('handling a request'))\n"
       "r, e = mongo.objectid('nothex') assert(r == nil and e == 'bad_value')\n"
@@ -475,6 +478,24 @@ static void live_lua(void) {
       "  {unique_fields = {'username_lc'}}) assert(x == nil and e == 'duplicate_key')\n"
       "assert(c:delete_one({_id = id}) == 1 and c:delete_one({_id = own}) == 1)\n"
       "assert(mongo.ping() == true)\n"
+      /* An upserting find_one_and_update is an atomic counter: created at 1, then counted. */
+      "local ctr = mongo.collection(COLL .. '_ctr')\n"
+      "local k = 'login:' .. tostring(mongo.objectid())\n"
+      "local up = {['$inc'] = {n = 1}, ['$set'] = {exp = mongo.date(1000)}}\n"
+      "local a = assert(ctr:find_one_and_update({_id = k}, up, {upsert = true}))\n"
+      "assert(a._id == k and a.n == 1 and a.exp:ms() == 1000, tostring(a.n))\n"
+      "local b = assert(ctr:find_one_and_update({_id = k}, up, {upsert = true}))\n"
+      "assert(b.n == 2, tostring(b.n))\n"
+      "local none2 = ctr:find_one_and_update({_id = k .. 'x'}, up, {upsert = false})\n"
+      "assert(none2 == nil and ctr:count_documents({}) == 1)\n"
+      /* A TTL index where the server has them; the outcome is reported, not assumed. */
+      "local ttl, te = ctr:create_index({{'exp', 1}}, {expire_after_seconds = 1})\n"
+      "print('  info: TTL index: ' .. tostring(ttl or te))\n"
+      "assert(ctr:delete_one({_id = k}) == 1)\n"
+      "local bi = assert(mongo.build_info())\n"
+      "assert(type(bi.version) == 'string' and bi.ok == 1, tostring(bi.version))\n"
+      "print('  info: buildInfo version ' .. bi.version .. ', ferretdbVersion ' ..\n"
+      "  tostring(bi.ferretdbVersion))\n"
       "return true\n";
   LH_CHECK_INT(run_request(L, &loop, cq, code), 0);
   lua_close(L);

@@ -49,6 +49,7 @@ describe("lib/settings.lua", function()
     local bad = {
       { login_window_s = 0 }, { login_window_s = 86401 }, { login_max_per_pair = 1.5 },
       { admin_userage = -1 }, { admin_userage = "thirty" }, { users_collection = 5 },
+      { throttle_store = "redis" },
     }
     for _, app in ipairs(bad) do
       local name = next(app)

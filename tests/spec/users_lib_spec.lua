@@ -3,7 +3,8 @@
 -- migration rules, the throttle's keys and the bearer-token parser. Host modules that need the C
 -- host (mongo, password, jwt, ratelimit) are test doubles here; their behaviour against a real
 -- database is covered by tests/integration/.
--- Run: luajit /usr/bin/busted tests/spec/users_lib_spec.lua
+-- luahost.unicode is the real ICU binding (build/lua/luahost/unicode.so, on LUA_CPATH).
+-- Run: LUA_CPATH="build/lua/?.so;;" luajit /usr/bin/busted tests/spec/users_lib_spec.lua
 package.path = "scripts/?.lua;host/lua/?.lua;" .. package.path
 
 -- Test doubles ------------------------------------------------------------------------------------
@@ -28,8 +29,9 @@ local mongo_double = {
 }
 local function date(text) return setmetatable({ text = text }, DATE_MT) end
 
-local core_double = { config = { users_collection = "users" } }
-local ratelimit_double = { count = function() return 0, 0 end }
+local core_double = { config = { app = { users_collection = "users" } } }
+local ratelimit_double = { count = function() return 0, 0 end, incr = function() end,
+                           reset = function() end }
 
 local doubles = {
   ["luahost"] = core_double,
@@ -44,7 +46,7 @@ local doubles = {
 for name, mod in pairs(doubles) do support.provide(name, mod) end
 support.load_file("luahost.validate", "host/lua/validate.lua")
 -- The real script modules, even when another spec in this run put a stand-in in their place.
-for _, name in ipairs({ "lib.schemas", "lib.users", "lib.throttle", "lib.auth" }) do
+for _, name in ipairs({ "lib.schemas", "lib.users", "lib.throttle", "lib.auth", "lib.dblock" }) do
   package.loaded[name] = nil
   package.preload[name] = nil
 end
@@ -144,6 +146,27 @@ describe("lib/schemas.lua", function()
       assert.same({ "username:type" }, body_codes(schemas.create_user, b))
       b = good(); b.userage = json.null
       assert.same({ "userage:type" }, body_codes(schemas.create_user, b))
+    end)
+  end)
+
+  describe("username identity rules", function()
+    it("answer 422 with the rule's code on create and update", function()
+      local base = { password = "longenough", userage = 3 }
+      for name, code in pairs({ ["root "] = "whitespace_edge", ["ro\226\128\139ot"] = "format",
+                                ["\209\128oot"] = "mixed_script",
+                                ["\225\133\159"] = "empty" }) do
+        base.username = name
+        assert.same({ "username:" .. code }, body_codes(schemas.create_user, base))
+        assert.same({ "username:" .. code }, body_codes(schemas.update_user, { username = name }))
+      end
+      base.username = "\195\137mile Zola"
+      assert.is_table((validate.body(schemas.create_user, base)))
+    end)
+
+    it("apply to the bootstrap admin too", function()
+      local ok, why = schemas.check_bootstrap("admin\226\128\174", "password1", 1)
+      assert.is_nil(ok)
+      assert.matches("LUAHOST_ADMIN_USERNAME", why)
     end)
   end)
 
@@ -378,8 +401,9 @@ describe("lib/users.lua", function()
       local u = users.migration_update({ _id = oid, username = "Alice", userage = 30,
                                          hashed_password = "$2b$12$abc" }, now)
       assert.same({
-        ["$set"] = { username_lc = "alice", token_version = 0, created_at = now,
-                     updated_at = now, role = "user", password_hash = "$2b$12$abc" },
+        ["$set"] = { username_lc = "alice", username_skel = "alice", token_version = 0,
+                     created_at = now, updated_at = now, role = "user",
+                     password_hash = "$2b$12$abc" },
         ["$unset"] = { hashed_password = "" },
       }, u)
     end)
@@ -394,22 +418,75 @@ describe("lib/users.lua", function()
 
     it("never overwrites an existing luahost hash, and drops the legacy copy", function()
       local u = users.migration_update({ _id = oid, username = "c", username_lc = "c",
-        token_version = 2, created_at = now, updated_at = now, role = "user",
+        username_skel = "c", token_version = 2, created_at = now, updated_at = now, role = "user",
         password_hash = "$argon2id$new", hashed_password = "$2b$12$old" }, now)
       assert.same({ ["$unset"] = { hashed_password = "" } }, u)
     end)
 
     it("returns nil for a document that needs nothing", function()
       assert.is_nil(users.migration_update({ _id = oid, username = "D", username_lc = "d",
-        token_version = 0, created_at = now, updated_at = now, role = "user",
+        username_skel = "d", token_version = 0, created_at = now, updated_at = now, role = "user",
         password_hash = "$argon2id$x" }, now))
     end)
 
     it("corrects a stale username_lc", function()
       local u = users.migration_update({ _id = oid, username = "Eve", username_lc = "old",
+        username_skel = "eve", token_version = 0, created_at = now, updated_at = now,
+        role = "user", password_hash = "$argon2id$x" }, now)
+      assert.same({ ["$set"] = { username_lc = "eve" } }, u)
+    end)
+
+    it("recomputes keys under NFKC_Casefold and stores the name in NFC", function()
+      -- "STRASSE" written by the original service: the key folds, the name keeps its case.
+      local u = users.migration_update({ _id = oid, username = "STRASSE", username_lc = "strasse",
         token_version = 0, created_at = now, updated_at = now, role = "user",
         password_hash = "$argon2id$x" }, now)
-      assert.same({ ["$set"] = { username_lc = "eve" } }, u)
+      assert.same({ ["$set"] = { username_skel = "strasse" } }, u)
+      -- An NFD spelling becomes NFC; straße folds to the same key as STRASSE.
+      u = users.migration_update({ _id = oid, username = "E\204\129mile stra\195\159e",
+        username_lc = "x", username_skel = "x", token_version = 0, created_at = now,
+        updated_at = now, role = "user", password_hash = "$argon2id$x" }, now)
+      assert.equal("\195\137mile stra\195\159e", u["$set"].username)
+      assert.equal("\195\169mile strasse", u["$set"].username_lc)
+    end)
+  end)
+
+  describe("identity", function()
+    it("makes every spelling of one name one key, and look-alikes one skeleton", function()
+      local a, b = users.identity("\195\137mile"), users.identity("E\204\129MILE")
+      assert.equal(a.key, b.key)
+      assert.equal("\195\137mile", a.name)                      -- stored as typed, in NFC
+      assert.equal("E\204\129MILE" ~= b.name, true)             -- NFC, not the NFD input
+      assert.equal(users.identity("bob").key,
+                   users.identity("\239\189\130\239\189\143\239\189\130").key) -- fullwidth
+      assert.equal(users.identity("STRASSE").key, users.identity("stra\195\159e").key)
+      -- All-Cyrillic "сор" is allowed, and looks like Latin "cop": same skeleton, other key.
+      local cyr, lat = users.identity("\209\129\208\190\209\128"), users.identity("cop")
+      assert.not_equal(cyr.key, lat.key)
+      assert.equal(cyr.skeleton, lat.skeleton)
+    end)
+
+    it("refuses what the identity rules refuse, with the reason", function()
+      local cases = {
+        ["root "] = "whitespace_edge", [" root"] = "whitespace_edge",
+        ["ro\226\128\139ot"] = "format",                -- zero-width space
+        ["abc\226\128\174def"] = "format",              -- right-to-left override
+        ["\225\133\159\225\133\159"] = "empty",        -- only Hangul fillers
+        ["\209\128oot"] = "mixed_script",                -- Cyrillic р with Latin
+        ["a\238\128\128"] = "private_use",
+        ["a\205\184"] = "unassigned",
+        ["a\1b"] = "control",
+      }
+      for name, why in pairs(cases) do
+        local ident, reason = users.identity(name)
+        assert.is_nil(ident, name)
+        assert.equal(why, reason, name)
+      end
+    end)
+
+    it("normalize is the NFKC_Casefold key, ASCII lower-casing for text ICU cannot read", function()
+      assert.equal("strasse", users.normalize("STRA\195\159E"))
+      assert.equal("abc\255", users.normalize("ABC\255"))
     end)
   end)
 end)
@@ -431,22 +508,55 @@ describe("lib/throttle.lua", function()
     assert.equal("login:addr:-", select(3, throttle.keys("a", "")))
   end)
 
-  it("refuses once any counter reaches its limit, with the longest wait", function()
+  it("aligns windows to the clock, so every host counts in the same one", function()
+    assert.same({ 1, 1800 }, { throttle.window(1799, 900) })
+    assert.same({ 1, 1800 }, { throttle.window(1800 - 0.001, 900) })
+    assert.same({ 2, 2700 }, { throttle.window(1800, 900) })
+  end)
+
+  it("memory store: refuses once any counter reaches its limit, with the longest wait", function()
+    core_double.config.app.throttle_store = "memory"
     local counts = { ["login:pair:1.2.3.4|alice"] = { 5, 100 }, ["login:user:alice"] = { 3, 700 } }
     ratelimit_double.count = function(key)
       local c = counts[key]
       if c then return c[1], c[2] end
       return 0, 0
     end
-    local ok, retry = throttle.check("alice", "1.2.3.4")
+    local ok, retry = throttle.reserve("alice", "1.2.3.4")
     assert.is_false(ok)
     assert.equal(100, retry)                  -- only the pair counter is over its limit
     counts["login:pair:1.2.3.4|alice"] = { 4, 100 }
-    assert.is_true(throttle.check("alice", "1.2.3.4"))
+    assert.is_true((throttle.reserve("alice", "1.2.3.4")))
     counts["login:user:alice"] = { 20, 700 }
-    ok, retry = throttle.check("alice", "5.6.7.8")
+    ok, retry = throttle.reserve("alice", "5.6.7.8")
     assert.is_false(ok)
     assert.equal(700, retry)
+    core_double.config.app.throttle_store = nil
+  end)
+
+  it("falls back to the memory store when the database does not answer", function()
+    local saved = mongo_double.collection
+    mongo_double.collection = function()
+      local fail = function() return nil, "unavailable" end
+      return { find_one = fail, find_one_and_update = fail, insert_one = fail,
+               delete_one = fail, update_one = fail, find = fail }
+    end
+    mongo_double.now = function() return { ms = function() return 1000000 end } end
+    mongo_double.date = function(ms) return ms end
+    mongo_double.build_info = function() return { version = "7.0" } end
+    ratelimit_double.count = function(key)
+      if key == "login:pair:9.9.9.9|bob" then return 5, 60 end
+      return 0, 0
+    end
+    -- The host's own counters still refuse a locked-out pair ...
+    local ok, retry = throttle.reserve("bob", "9.9.9.9")
+    assert.is_false(ok)
+    assert.equal(60, retry)
+    -- ... and let anyone else try.
+    local ok2, ticket = throttle.reserve("carol", "9.9.9.9")
+    assert.is_true(ok2)
+    assert.equal("memory", ticket.store)
+    mongo_double.collection = saved
   end)
 end)
 
