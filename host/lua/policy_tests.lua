@@ -39,8 +39,10 @@ local function where_of(file, src, name)
   if type(name) == "string" and name ~= "" then
     line = line_of(src, '"' .. name .. '"') or line_of(src, "'" .. name .. "'")
   end
-  line = line or (type(src) == "string" and src:match("()tests%s*=") and
-                  line_of(src, src:match("(tests%s*=)")))
+  if not line and type(src) == "string" then
+    local key = src:match("tests%s*=")
+    line = key and line_of(src, key)
+  end
   return line and (file .. ":" .. line) or file
 end
 
