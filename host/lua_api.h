@@ -1,6 +1,7 @@
 /* lua_api.h: the luaopen functions of the host's own C modules, one file each (as
  * lua-nginx-module has one file per Lua API): lua_core.c (`luahost`), lua_log.c (`luahost.log`),
- * lua_errors.c (the internal `luahost.errors`, read by luahost.response). The registry in
+ * lua_errors.c (the internal `luahost.errors`, read by luahost.response), lua_router.c (the
+ * router for the policy-test runner). The registry in
  * lua-bindings/register.c lists them with every other module. */
 #ifndef LH_LUA_API_H
 #define LH_LUA_API_H
@@ -14,5 +15,13 @@
 int lh_lua_core_open(lua_State *L);
 int lh_lua_log_open(lua_State *L);
 int luaopen_luahost_errors(lua_State *L);
+
+/* lua_router.c: the router as the host's Lua code sees it (the policy-test runner). */
+#include "router.h"
+int luaopen_luahost_router(lua_State *L);
+/* Pushes a function match(method, path) -> id, params | nil, why over r (which must outlive it). */
+void lh_lua_router_push_match(lua_State *L, const lh_router_t *r);
+/* Pushes the table of m's path parameters, percent-decoded, as a handler gets them. */
+void lh_lua_push_route_params(lua_State *L, const char *path, const lh_route_match_t *m);
 
 #endif

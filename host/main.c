@@ -1,6 +1,7 @@
 /* main.c: command line, start-up order and exit codes.
  *   luahost [--config FILE]          run the server
- *   luahost --check [--config FILE]  load the configuration and scripts, report, exit
+ *   luahost [--config FILE] check    validate the configuration and scripts and run the policy
+ *                                    tests without serving; exit 0 or 1 (`-t`, `--check`: aliases)
  *   luahost migrate [ARGS...]        run the scripts' "migrate" command (see scripts/lib)
  *   luahost command NAME [ARGS...]   run any command the scripts declare
  * Start-up order: configuration, logging, the registered modules' init (secrets, hashing, database
@@ -25,7 +26,8 @@
 #endif
 
 static int usage(void) {
-  fprintf(stderr, "usage: luahost [--config FILE] [--check]\n"
+  fprintf(stderr, "usage: luahost [--config FILE]\n"
+                  "       luahost [--config FILE] check    (aliases: -t, --check)\n"
                   "       luahost [--config FILE] migrate [ARGS...]\n"
                   "       luahost [--config FILE] command NAME [ARGS...]\n");
   return 2;
@@ -78,6 +80,52 @@ static int run_command(const lh_config_t *cfg, const char *name, int argc, char 
   return res.done && res.ok ? 0 : 1;
 }
 
+typedef struct {
+  int done, ok;
+  char text[8192];
+} lh_check_result_t;
+
+static void on_tests_done(void *ud, int ok, const char *text) {
+  lh_check_result_t *r = ud;
+  r->done = 1;
+  r->ok = ok;
+  snprintf(r->text, sizeof(r->text), "%s", text);
+}
+
+/* `luahost check`: the scripts as start-up would load them, then their policy tests, on a loop of
+ * its own (a test's policy may sleep; with no pools, a database call answers `unavailable`). */
+static int run_check(const lh_config_t *cfg) {
+  uv_loop_t loop;
+  lh_cq_t *cq = NULL;
+  lh_vm_t *vm = NULL;
+  char err[1024] = "";
+  lh_check_result_t res = {0, 0, ""};
+  uv_loop_init(&loop);
+  int rc = lh_cq_create(&cq, &loop);
+  if (rc != 0)
+    snprintf(err, sizeof(err), "%s", lh_strerror(rc));
+  else if ((rc = lh_vm_create(&vm, cfg, &loop, cq, err, sizeof(err))) == 0) {
+    lh_vm_run_policy_tests(vm, on_tests_done, &res);
+    while (!res.done && uv_run(&loop, UV_RUN_ONCE))
+      ;
+  }
+  if (rc != 0)
+    fprintf(stderr, "luahost check: scripts rejected: %s\n", err);
+  else if (!res.done || !res.ok)
+    fprintf(stderr, "luahost check: policy tests failed:\n%s\n",
+            res.done ? res.text : "the policy tests did not finish");
+  else
+    printf("luahost check: ok: generation %s, %s (configuration %s, scripts %s)\n",
+           lh_vm_generation(vm), res.text, cfg->source, cfg->scripts);
+  if (cq)
+    lh_cq_close(cq);
+  uv_walk(&loop, close_walk, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  lh_vm_free(vm);
+  uv_loop_close(&loop);
+  return rc == 0 && res.done && res.ok ? 0 : 1;
+}
+
 static int create_pool(const char *name, int threads, int queue, char *err, size_t errlen) {
   lh_pool_t *p;
   int rc = lh_pool_create(&p, name, (unsigned)threads, (unsigned)queue);
@@ -103,7 +151,8 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
-    } else if (strcmp(argv[i], "--check") == 0) {
+    } else if (strcmp(argv[i], "check") == 0 || strcmp(argv[i], "-t") == 0 ||
+               strcmp(argv[i], "--check") == 0) {
       check = 1;
     } else if (strcmp(argv[i], "migrate") == 0) {
       command = "migrate";
@@ -149,15 +198,7 @@ int main(int argc, char **argv) {
     }
     lh_modules_cleanup();
     lh_pools_destroy_all(); /* pools a module's init created */
-    lh_vm_t *vm;
-    if (lh_vm_create(&vm, &cfg, NULL, NULL, err, sizeof(err)) != 0) {
-      fprintf(stderr, "luahost: scripts rejected: %s\n", err);
-      return 1;
-    }
-    printf("configuration %s and scripts in %s are valid (generation %s)\n", cfg.source,
-           cfg.scripts, lh_vm_generation(vm));
-    lh_vm_free(vm);
-    return 0;
+    return run_check(&cfg);
   }
 
   int rc = lh_modules_init(&cfg, err, sizeof(err));

@@ -125,6 +125,8 @@ static int load_generation(lh_vm_t *vm, const lh_script_set_t *set, char *err, s
       goto fail;
     *refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  lua_pushvalue(L, base + 3);
+  vm->gen_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* for the policy tests (vm_tests.c) */
   lua_getfield(L, base + 3, "on_start");
   vm->has_start_hooks = lua_objlen(L, -1) > 0;
   lua_settop(L, base);
@@ -165,7 +167,7 @@ int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t
   vm->cfg = cfg;
   vm->loop = loop;
   vm->cq = cq;
-  vm->run_ref = vm->routes_ref = vm->start_ref = vm->command_ref = LUA_NOREF;
+  vm->run_ref = vm->routes_ref = vm->start_ref = vm->command_ref = vm->gen_ref = LUA_NOREF;
   lh_script_set_t set = {0};
   int rc = lh_router_create(&vm->router);
   if (rc == 0)

@@ -1,7 +1,7 @@
 /* vm.h: one worker's Lua state for one generation of scripts: creation (host modules, sandbox,
  * loading and validating the scripts, building the C router), and running a request or a hook as a
  * task (a coroutine) under the script time budget. A VM belongs to the thread that created it.
- * The files: vm.c (lifecycle and tasks), vm_request.c, vm_response.c, vm_hooks.c. */
+ * The files: vm.c (lifecycle and tasks), vm_request.c, vm_response.c, vm_hooks.c, vm_tests.c. */
 #ifndef LH_VM_H
 #define LH_VM_H
 
@@ -59,5 +59,10 @@ int lh_vm_has_start_hooks(const lh_vm_t *vm);
  * argument list, in a coroutine on this VM's loop (so they may call yielding bindings). */
 void lh_vm_run_hook(lh_vm_t *vm, const char *command, int argc, char **argv, lh_vm_hook_cb cb,
                     void *ud);
+/* Runs the generation's policy tests (host/lua/policy_tests.lua) in a coroutine on this VM, each
+ * test's request routed by this VM's router. cb gets ok and a text: the one-line summary ("7
+ * routes, 4 policies, 40 policy tests passed"), or one line per failure and a count. Without a
+ * loop (`luahost check`) a binding that would wait for a pool answers `unavailable` at once. */
+void lh_vm_run_policy_tests(lh_vm_t *vm, lh_vm_hook_cb cb, void *ud);
 
 #endif

@@ -1,5 +1,6 @@
 /* vm_internal.h: what the VM's own files share (vm.c: the lifecycle and tasks; vm_request.c:
- * request marshalling; vm_response.c: response collection; vm_hooks.c: start hooks and commands).
+ * request marshalling; vm_response.c: response collection; vm_hooks.c: start hooks and commands;
+ * vm_tests.c: the policy tests).
  * Nothing outside those files includes it. */
 #ifndef LH_VM_INTERNAL_H
 #define LH_VM_INTERNAL_H
@@ -21,6 +22,7 @@ struct lh_vm_s {
   int run_ref;     /* runtime.new(gen) */
   int start_ref;   /* runtime.start_runner(gen) */
   int command_ref; /* runtime.command_runner(gen) */
+  int gen_ref;     /* the generation table (the policy tests run against it) */
   int has_start_hooks;
   int routes_ref; /* the generation's route list, for names in logs */
   int busy;       /* tasks running or suspended on this state */

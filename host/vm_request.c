@@ -10,28 +10,8 @@
 
 #include "json.h"
 #include "lh.h"
+#include "lua_api.h"
 #include "vm_internal.h"
-
-/* Path parameters arrive percent-encoded; an invalid escape is kept as it is. */
-static void push_decoded(lua_State *L, const char *s, size_t n) {
-  if (!memchr(s, '%', n)) {
-    lua_pushlstring(L, s, n);
-    return;
-  }
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i < n; i++) {
-    int hi, lo;
-    if (s[i] == '%' && i + 2 < n && (hi = lh_hexval((unsigned char)s[i + 1])) >= 0 &&
-        (lo = lh_hexval((unsigned char)s[i + 2])) >= 0 && (hi || lo)) {
-      luaL_addchar(&b, (char)(hi * 16 + lo));
-      i += 2;
-    } else {
-      luaL_addchar(&b, s[i]);
-    }
-  }
-  luaL_pushresult(&b);
-}
 
 /* Header names arrive lower-cased from the parser; repeated fields are joined with ", " as HTTP
  * allows for list-valued headers. */
@@ -113,13 +93,7 @@ lh_req_handle_t *lh_vm_push_request(lua_State *co, const lh_exchange_t *ex) {
   lua_setfield(co, -2, "method");
   lua_pushlstring(co, req->path, req->path_len);
   lua_setfield(co, -2, "path");
-  lua_createtable(co, 0, ex->match.nparams);
-  for (int i = 0; i < ex->match.nparams; i++) {
-    const lh_route_param_t *p = &ex->match.params[i];
-    lua_pushlstring(co, p->name, p->name_len);
-    push_decoded(co, req->path + p->off, p->len);
-    lua_rawset(co, -3);
-  }
+  lh_lua_push_route_params(co, req->path, &ex->match);
   lua_setfield(co, -2, "params");
   if (req->query) {
     lua_pushlstring(co, req->query, req->query_len);

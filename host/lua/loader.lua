@@ -13,9 +13,12 @@
 --   authenticate = function(req) -> user | nil, code, message
 --   on_start = function() -> true | nil, err   (run once per process after start; may yield)
 --   commands = { name = function(args) -> result_table | nil, err }   (`luahost NAME`)
+-- and, from any module, `tests`: policy tests (luahost.policy_tests checks their shape here and
+-- runs them against the finished generation).
 -- Handlers, policies and authenticate share one convention (luahost.runtime: the value, or nil,
 -- code, message). Any other module is a helper that other scripts require.
 local validate = require "luahost.validate"
+local policy_tests = require "luahost.policy_tests"
 
 local M = {}
 
@@ -220,7 +223,8 @@ function M.load(files, order, label, host_require, host_modules)
   env = make_env(host_require, host_modules, script_require, label)
 
   local gen = { routes = {}, policies = {}, authenticate = nil, files = #order,
-                on_start = {}, commands = {} }
+                on_start = {}, commands = {}, tests = {} }
+  local test_at = {}
   gen.policies.public = { authenticated = false, where = "(built-in)" }
   local policy_file = { public = "(built-in)" }
   -- Each hook has one home: a second module defining it is refused, naming both places.
@@ -259,6 +263,9 @@ function M.load(files, order, label, host_require, host_modules)
           gen.policies[pname] = pol
           policy_file[pname] = file
         end
+      end
+      if mod.tests ~= nil then
+        policy_tests.collect(gen.tests, mod.tests, file, files[path], test_at)
       end
       if mod.authenticate ~= nil then
         if type(mod.authenticate) ~= "function" then
@@ -299,6 +306,7 @@ function M.load(files, order, label, host_require, host_modules)
     end
     r.policy_spec = pol
   end
+  policy_tests.check_policies(gen)
   return gen
 end
 

@@ -6,7 +6,8 @@
 -- the application's `authenticate` hook (app.lua).
 --
 -- Every decision here is a pure function of (user, request): no database, no clock, so it is
--- tested on its own (tests/spec/rbac_spec.lua) and runs before any record is touched. That is
+-- tested on its own (tests/spec/rbac_spec.lua; the policy tests in policies/rbac_tests.lua run it
+-- through the real routes) and runs before any record is touched. That is
 -- what makes "a non-admin asking for another user's id gets 403 whether or not it exists" hold:
 -- ownership is decided by comparing ids, never by looking the target up.
 --

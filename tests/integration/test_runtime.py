@@ -458,7 +458,7 @@ def test_check_reports_the_generation_id_from_contents(tmp_path):
     for d in (a, b, c):
         code, out = check_scripts(d)
         assert code == 0, out
-        ids.append(out.split("generation ")[1].strip(" )\n"))
+        ids.append(out.split("generation ")[1].split(",")[0])
     assert ids[0] == ids[1] != ids[2]
 
 
