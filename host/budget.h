@@ -25,6 +25,11 @@ void lh_budget_arm(lh_budget_t *b, unsigned long long budget_ns);
 /* Disarms it after the script returned or yielded; restores the hook interval if it overran. */
 void lh_budget_disarm(lh_budget_t *b, lua_State *L);
 
+/* Wraps the string and table functions that can do large work in one call (string.rep, format,
+ * gsub, find, table.concat, sort, ...): after a call that read or built a large value, the
+ * deadline is checked, and a script past it fails at its next instruction. Install after the
+ * pattern guard (pattern.h), before scripts copy the libraries. */
+void lh_budget_guard_install(lua_State *L);
 /* Ends the running script's time now (a C function overran, or it passed its memory share): its
  * next instruction fails, and so does every one after it until lh_budget_disarm. No-op when no
  * script runs. Safe to call from the allocator: it only sets fields and the hook. */

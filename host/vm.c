@@ -151,6 +151,7 @@ static int open_state(lh_vm_t *vm, char *err, size_t errlen) {
   }
   luaL_openlibs(L);
   lh_pattern_guard_install(L);
+  lh_budget_guard_install(L);
   if (!vm->cfg->jit)
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   lh_budget_install(L, &vm->budget, vm->cfg->hook_interval > 0 ? vm->cfg->hook_interval : 10000,

@@ -14,7 +14,8 @@ BUDGET_MS = 300
 TIME_ESCAPES = ["xpcall-handler", "xpcall-error-handler", "xpcall-nested", "index", "newindex",
                 "call", "concat", "arith", "eq", "le", "unm", "tostring", "sort-lt", "iterator",
                 "gsub-function", "gsub-table", "sort-comparator", "coroutine-wrap",
-                "coroutine-resume-loop", "pcall-loop", "nil-error-tostring"]
+                "coroutine-resume-loop", "pcall-loop", "nil-error-tostring", "rep-loop",
+                "upper-loop", "concat-loop"]
 
 MEMORY_ESCAPES = ["rep", "rep-sep", "concat-parts", "fill", "format", "gsub-grow", "pcall-memory",
                   "strings"]
