@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import FIXTURES, Host, timing_factor
+from conftest import FIXTURES, SANITIZED, Host, timing_factor
 
 BUDGET_MS = 300
 
@@ -114,8 +114,10 @@ def test_large_builds_fail_the_request_not_the_worker(memory_host, name):
     assert r.status == 500, r.body
     assert r.json()["response_data"]["code"] == "script_memory_exceeded"
     assert elapsed < 3 * timing_factor()
-    # the share is 64 MB: what the runaway took is given back
-    assert after - before < 96 * 1024, (before, after)
+    # the share is 64 MB: what the runaway took is given back (ASan keeps freed memory in its
+    # quarantine, so only the release build's RSS says so)
+    if not SANITIZED:
+        assert after - before < 96 * 1024, (before, after)
     still_serving(memory_host)
     time.sleep(0.05)
     assert "memory share of 64 MB exceeded" in memory_host.logs()
