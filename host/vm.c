@@ -256,17 +256,16 @@ static void idle_check(lh_vm_t *vm) {
 
 /* After a task was released. The ceiling counts garbage too, and the collector runs only when
  * scripts allocate: once the state holds more than half its ceiling, collect now, so finished
- * requests do not count against the next ones. After a task ran out of its share, also hand the
- * freed pages back to the system, so one runaway request does not keep the worker's RSS at its
- * peak. */
+ * requests do not count against the next ones. After a task overran a limit, also collect what it
+ * left and hand the freed pages back to the system, so one runaway request does not keep the
+ * worker's RSS at its peak. */
 static void give_back(lh_vm_t *vm, int exceeded) {
-  if (exceeded == LH_VM_MEMORY || vm->memory.used > vm->memory.state_limit / 2)
+  if (exceeded || vm->memory.used > vm->memory.state_limit / 2)
     lua_gc(vm->L, LUA_GCCOLLECT, 0);
-  if (exceeded == LH_VM_MEMORY)
+  if (exceeded)
     malloc_trim(0);
 }
 
-/* A request's task is over: hand the response to the connection. */
 static void finish_request(lh_vtask_t *vt, int exceeded) {
   lh_vm_t *vm = vt->vm;
   lh_exchange_t *ex = vt->ex;
