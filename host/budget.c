@@ -72,9 +72,9 @@ static size_t value_size(lua_State *L, int i) {
   return t == LUA_TSTRING || t == LUA_TTABLE ? lua_objlen(L, i) * (t == LUA_TTABLE ? 8 : 1) : 0;
 }
 
-/* upvalue 1: the C function. Calls it, and when it read or built a large value and the running
- * script's time is up, fails the script at its next instruction: a loop of such calls runs few
- * instructions, so the count hook alone would let it run for minutes. */
+/* upvalues: the C function, its name. Calls it, and when it read or built a large value and the
+ * running script's time is up, fails the script at its next instruction: a loop of such calls runs
+ * few instructions, so the count hook alone would let it run for minutes. */
 static int timed_call(lua_State *L) {
   int nargs = lua_gettop(L);
   size_t size = 0;
@@ -82,7 +82,14 @@ static int timed_call(lua_State *L) {
     size += value_size(L, i);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
-  lua_call(L, nargs, LUA_MULTRET);
+  if (lua_pcall(L, nargs, LUA_MULTRET, 0) != 0) {
+    /* Called from C, the function cannot know its name: "bad argument #1 to '?'" gets it back. */
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushfstring(L, " to '%s'", lua_tostring(L, lua_upvalueindex(2)));
+      luaL_gsub(L, lua_tostring(L, -2), " to '?'", lua_tostring(L, -1));
+    }
+    return lua_error(L);
+  }
   int nres = lua_gettop(L);
   for (int i = 1; i <= nres && size < LH_BUDGET_BIG_BYTES; i++)
     size += value_size(L, i);
@@ -105,7 +112,8 @@ void lh_budget_guard_install(lua_State *L) {
     lua_getglobal(L, lib[l]);
     for (int i = 0; names[l][i]; i++) {
       lua_getfield(L, -1, names[l][i]);
-      lua_pushcclosure(L, timed_call, 1);
+      lua_pushstring(L, names[l][i]);
+      lua_pushcclosure(L, timed_call, 2);
       lua_setfield(L, -2, names[l][i]);
     }
     lua_pop(L, 1);

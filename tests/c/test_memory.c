@@ -137,6 +137,11 @@ static void test_pattern_guard_holds_for_short_subjects(void) {
                " assert(('k=v'):gsub('(%w+)=(%w+)', '%2=%1') == 'v=k')",
                16, msg, sizeof(msg)) == 0);
   LH_CHECK_STR(msg, "");
+  /* the wrappers keep the functions' names in argument errors */
+  LH_CHECK(run(L, "string.rep()", 16, msg, sizeof(msg)) != 0);
+  LH_CHECK(strstr(msg, "bad argument #1 to 'rep'") != NULL);
+  LH_CHECK(run(L, "('x'):find({})", 16, msg, sizeof(msg)) != 0);
+  LH_CHECK(strstr(msg, "bad argument #2 to 'find'") != NULL);
   lua_close(L);
 }
 
