@@ -117,6 +117,8 @@ static const lh_opt_t lh_options[] = {
     OPT_INT(script_budget_ms, 1, 600000, 1000, 1, "CPU time one request's script may use"),
     OPT_BOOL(jit, 0, 0, "run scripts with the JIT on (trusted scripts only: no time budget)"),
     OPT_INT(hook_interval, 100, 10000000, 10000, 1, "VM instructions between budget checks"),
+    OPT_INT(script_memory_mb, 16, 65536, 1024, 0, "memory ceiling of one worker's Lua state"),
+    OPT_INT(request_memory_mb, 1, 65536, 128, 1, "memory one request's script may allocate"),
     /* job pools */
     OPT_INT(db_threads, 1, 256, 8, 0, "threads of the database pool"),
     OPT_INT(db_queue, 1, 1000000, 256, 0, "database jobs that may wait (503 beyond)"),

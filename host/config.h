@@ -39,8 +39,10 @@ typedef struct lh_config_s {
   /* Lua runtime */
   char scripts[1024]; /* scripts directory */
   int script_budget_ms;
-  int jit;           /* 1 = JIT on for scripts (trusted scripts only) */
-  int hook_interval; /* VM instructions between budget checks */
+  int jit;               /* 1 = JIT on for scripts (trusted scripts only) */
+  int hook_interval;     /* VM instructions between budget checks */
+  int script_memory_mb;  /* ceiling of one Lua state (memory.h) */
+  int request_memory_mb; /* share of one request or hook of it */
   /* job pools */
   int db_threads, db_queue;
   int hash_threads, hash_queue;

@@ -146,6 +146,7 @@ static const lh_error_kind_t kinds[] = {
     {"draining", 503, "draining", "Shutting down", 1},
     {"starting", 503, "starting", "Starting: the start-up hooks have not finished", 1},
     {"script_budget_exceeded", 500, "script_budget_exceeded", "The script ran too long", 0},
+    {"script_memory_exceeded", 500, "script_memory_exceeded", "The script used too much memory", 0},
     {"internal_error", 500, "internal_error", "Internal server error", 0},
     {NULL, 0, NULL, NULL, 0},
 };

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,10 @@ static int add_routes(lh_vm_t *vm, char *err, size_t errlen) {
   return 0;
 }
 
+static size_t request_share(const lh_vm_t *vm) {
+  return (size_t)vm->cfg->request_memory_mb << 20;
+}
+
 static int load_generation(lh_vm_t *vm, const lh_script_set_t *set, char *err, size_t errlen) {
   lua_State *L = vm->L;
   int base = lua_gettop(L);
@@ -100,7 +105,9 @@ static int load_generation(lh_vm_t *vm, const lh_script_set_t *set, char *err, s
   lh_modules_push_script_names(L);
   /* Loading runs script code (module bodies): the budget applies there too. */
   lh_budget_arm(&vm->budget, (unsigned long long)vm->cfg->script_budget_ms * 1000000ULL);
+  lh_memory_arm(&vm->memory, 0, request_share(vm));
   int rc = lua_pcall(L, 5, 1, base + 1);
+  lh_memory_disarm(&vm->memory);
   lh_budget_disarm(&vm->budget, L);
   if (rc != 0)
     goto fail;
@@ -138,13 +145,15 @@ fail:
 }
 
 static int open_state(lh_vm_t *vm, char *err, size_t errlen) {
-  lua_State *L = vm->L = luaL_newstate();
+  lua_State *L = vm->L =
+      lh_memory_newstate(&vm->memory, &vm->budget, (size_t)vm->cfg->script_memory_mb << 20);
   if (!L) {
     snprintf(err, errlen, "cannot create a Lua state");
     return LH_ENOMEM;
   }
   luaL_openlibs(L);
   lh_pattern_guard_install(L);
+  lh_budget_guard_install(L);
   if (!vm->cfg->jit)
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   lh_budget_install(L, &vm->budget, vm->cfg->hook_interval > 0 ? vm->cfg->hook_interval : 10000,
@@ -247,12 +256,24 @@ static void idle_check(lh_vm_t *vm) {
     vm->idle_cb(vm->idle_ud);
 }
 
-/* A request's task is over: hand the response to the connection. */
-static void finish_request(lh_vtask_t *vt) {
+/* After a task was released. The ceiling counts garbage too, and the collector runs only when
+ * scripts allocate: once the state holds more than half its ceiling, collect now, so finished
+ * requests do not count against the next ones. After a task overran a limit, also collect what it
+ * left and hand the freed pages back to the system, so one runaway request does not keep the
+ * worker's RSS at its peak. */
+static void give_back(lh_vm_t *vm, int exceeded) {
+  if (exceeded || vm->memory.used > vm->memory.state_limit / 2)
+    lua_gc(vm->L, LUA_GCCOLLECT, 0);
+  if (exceeded)
+    malloc_trim(0);
+}
+
+static void finish_request(lh_vtask_t *vt, int exceeded) {
   lh_vm_t *vm = vt->vm;
   lh_exchange_t *ex = vt->ex;
   lh_vm_request_over(vt->req_handle);
   lh_vtask_release(vt);
+  give_back(vm, exceeded);
   ex->done(ex);
   idle_check(vm);
 }
@@ -264,10 +285,13 @@ static void resume_task(lh_task_t *t, int nargs) {
   unsigned long long budget = (unsigned long long)vm->cfg->script_budget_ms * 1000000ULL;
   unsigned long long start = lh_now_ns();
   lh_budget_arm(&vm->budget, budget > vt->used_ns ? budget - vt->used_ns : 0);
+  lh_memory_arm(&vm->memory, vt->used_bytes, request_share(vm));
   lh_sched_enter(&vm->sched, t);
   int rc = lua_resume(t->co, nargs);
   lh_sched_leave(&vm->sched);
-  int exceeded = vm->budget.exceeded;
+  vt->used_bytes = lh_memory_disarm(&vm->memory);
+  /* LH_VM_MEMORY: past its memory share; LH_VM_BUDGET: past its time */
+  int exceeded = vm->memory.exceeded ? LH_VM_MEMORY : vm->budget.exceeded ? LH_VM_BUDGET : 0;
   lh_budget_disarm(&vm->budget, vm->L);
   vt->used_ns += lh_now_ns() - start;
 
@@ -275,6 +299,7 @@ static void resume_task(lh_task_t *t, int nargs) {
     return; /* waiting for a job or a timer; resume_task runs again when it is done */
   if (!ex) {
     lh_vm_finish_hook(vt, rc, exceeded);
+    give_back(vm, exceeded);
     idle_check(vm);
     return;
   }
@@ -284,9 +309,11 @@ static void resume_task(lh_task_t *t, int nargs) {
   char why[2048];
   if (rc == 0) {
     if (lh_vm_collect_response(t->co, ex, why, sizeof(why)) == 0) {
-      finish_request(vt);
+      finish_request(vt, 0);
       return;
     }
+  } else if (exceeded == LH_VM_MEMORY) {
+    snprintf(why, sizeof(why), "memory share of %d MB exceeded", vm->cfg->request_memory_mb);
   } else if (exceeded) {
     snprintf(why, sizeof(why), "script budget of %d ms exceeded", vm->cfg->script_budget_ms);
   } else if (rc == LUA_YIELD) {
@@ -300,8 +327,10 @@ static void resume_task(lh_task_t *t, int nargs) {
   /* Only failures need the route's name: it is looked up here, not on every request. */
   lh_error("route %s: %s%s (request %s)", route_name(vm, ex->match.route_id),
            rc == 0 ? "bad response: " : "", why, ex->request_id);
-  lh_vm_set_error(ex, exceeded ? "script_budget_exceeded" : "internal_error");
-  finish_request(vt);
+  lh_vm_set_error(ex, exceeded == LH_VM_MEMORY ? "script_memory_exceeded"
+                      : exceeded               ? "script_budget_exceeded"
+                                               : "internal_error");
+  finish_request(vt, exceeded);
 }
 
 lh_vtask_t *lh_vtask_new(lh_vm_t *vm) {

@@ -16,6 +16,8 @@ void lh_vm_finish_hook(lh_vtask_t *vt, int rc, int exceeded) {
   if (rc == 0) {
     ok = lua_toboolean(co, 1);
     text = lua_tostring(co, 2);
+  } else if (exceeded == LH_VM_MEMORY) {
+    text = "script_memory_exceeded";
   } else if (exceeded) {
     text = "script_budget_exceeded";
   } else if (rc == LUA_YIELD) {

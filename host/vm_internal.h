@@ -8,6 +8,7 @@
 #include <lua.h>
 
 #include "budget.h"
+#include "memory.h"
 #include "scheduler.h"
 #include "vm.h"
 
@@ -27,6 +28,7 @@ struct lh_vm_s {
   int routes_ref; /* the generation's route list, for names in logs */
   int busy;       /* tasks running or suspended on this state */
   lh_budget_t budget;
+  lh_memory_t memory;
   lh_sched_t sched;
   void (*idle_cb)(void *ud); /* called when busy drops to 0 */
   void *idle_ud;
@@ -42,7 +44,11 @@ typedef struct {
   void *hook_ud;
   int co_ref;
   unsigned long long used_ns; /* script time spent so far by this task */
+  long long used_bytes;       /* net bytes allocated so far by this task (memory.h) */
 } lh_vtask_t;
+
+/* Why a task failed: lua_resume's error came from a limit (memory.h, budget.h). */
+enum { LH_VM_BUDGET = 1, LH_VM_MEMORY = 2 };
 
 /* vm.c: a new task (a coroutine anchored in the registry), its first resume, and its release. */
 lh_vtask_t *lh_vtask_new(lh_vm_t *vm);

@@ -62,6 +62,12 @@ local function where_of(fn)
   return src .. ":" .. tostring(info.linedefined or "?")
 end
 
+local function finish_xpcall(handler, ok, ...)
+  if ok then return true, ... end
+  -- An error in the handler is the result, as with xpcall (LuaJIT: "error in error handling").
+  return false, select(2, pcall(handler, (...)))
+end
+
 -- The sandbox: allow-listed globals, copies of the libraries so scripts cannot change what the
 -- host itself uses, no bytecode, no file or process access, and a read-only global table whose
 -- unknown names are errors (a typo fails loudly instead of reading nil).
@@ -75,7 +81,7 @@ local function make_env(host_require, host_modules, script_require, label)
   local env = {
     assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
     select = select, tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-    xpcall = xpcall, rawequal = rawequal, rawget = rawget,
+    rawequal = rawequal, rawget = rawget,
     setmetatable = setmetatable,
     string = readonly(copy(string, { dump = true }), "string"),
     table = readonly(copy(table), "table"),
@@ -84,6 +90,12 @@ local function make_env(host_require, host_modules, script_require, label)
     os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os"),
     coroutine = readonly(co, "coroutine"),
   }
+  -- LuaJIT runs a message handler with hooks off, where the time budget cannot stop it: the
+  -- sandbox's xpcall unwinds with pcall first and then calls the handler as ordinary code. The
+  -- handler sees the error value, not the failed frame (scripts have no debug library anyway).
+  env.xpcall = function(f, handler, ...)
+    return finish_xpcall(handler, pcall(f, ...))
+  end
   -- rawset would write through a read-only view into the table every script shares.
   env.rawset = function(t, k, v)
     if views[t] then error("rawset: this table is read-only", 2) end

@@ -1,5 +1,5 @@
 -- luahost.runtime: what happens to one request between the C router and the handler, in the
--- order the API promises: body decoding, then authentication (401), the route's policy (403),
+-- order the API promises: authentication (401), the route's policy (403), body decoding (415),
 -- query and body validation (422), and finally the handler. The C side creates one coroutine per
 -- request and runs `run(route_index, req)` in it; the values returned here (status, body, headers)
 -- are serialised in C.
@@ -88,7 +88,23 @@ local function decode_body(route, req)
   return true
 end
 
-local function run_policy(gen, route, req)
+-- What a policy's `allow` gets as req: the request, with `body` decoded on first read.
+local function lazy_body_view(req, decode)
+  local done = false
+  return setmetatable({}, {
+    __index = function(_, k)
+      if k == "body" and not done then
+        done = true
+        decode()
+      end
+      return req[k]
+    end,
+    __newindex = req,
+    __metatable = false,
+  })
+end
+
+local function run_policy(gen, route, req, decode)
   local pol = route.policy_spec
   if pol.authenticated then
     local user, code, message, extra = gen.authenticate(req)
@@ -99,7 +115,8 @@ local function run_policy(gen, route, req)
     req.user = user
   end
   if pol.allow then
-    local ok, code, message, extra = pol.allow(req.user, req)
+    local view = req.raw_body ~= nil and lazy_body_view(req, decode) or req
+    local ok, code, message, extra = pol.allow(req.user, view)
     if not ok then
       return refusal(pol.where, 403, "forbidden", "You are not allowed to do this", code, message,
                      extra)
@@ -146,10 +163,16 @@ function M.new(gen)
     tasks[running()] = true
     local route = routes[index]
     req.route = route.name
-    local decoded, body_errors = decode_body(route, req)
-    if decoded == nil then return unpack(body_errors, 1, 3) end
-    local status, body, headers = run_policy(gen, route, req)
+    -- The body is decoded after authentication: an anonymous client never makes the host build
+    -- tables of its bytes. A policy that reads req.body decodes it then; one that refuses
+    -- without reading it never does.
+    local decoded, body_errors
+    local status, body, headers = run_policy(gen, route, req, function()
+      decoded, body_errors = decode_body(route, req)
+    end)
     if status then return status, body, headers end
+    if decoded == nil and body_errors == nil then decoded, body_errors = decode_body(route, req) end
+    if decoded == nil then return unpack(body_errors, 1, 3) end
     status, body, headers = validate_input(route, req, (not decoded) and body_errors or nil)
     if status then return status, body, headers end
     status, body, headers = route.handler(req)

@@ -85,6 +85,8 @@ static void test_defaults(void) {
   LH_CHECK_INT(c.script_budget_ms, 1000);
   LH_CHECK_INT(c.jit, 0);
   LH_CHECK_INT(c.hook_interval, 10000);
+  LH_CHECK_INT(c.script_memory_mb, 1024);
+  LH_CHECK_INT(c.request_memory_mb, 128);
   LH_CHECK_INT(c.db_threads, 8);
   LH_CHECK_INT(c.db_queue, 256);
   LH_CHECK_INT(c.hash_threads, 2);

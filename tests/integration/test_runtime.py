@@ -575,3 +575,43 @@ def test_decoded_body_size_is_bounded(start_host):
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     r = h.request("POST", "/form", body="&".join(f"f{i}=1" for i in range(150)), headers=form)
     assert r.status == 422 and "more than 100 values" in r.body.decode(), r
+
+
+# ---- the body is decoded after authentication and the policy ----
+
+def test_body_is_not_decoded_for_anonymous_or_refused_clients(host):
+    bad = "{" * 10 + '"name": '
+    big = '{"name": "' + "x" * 60000 + '"'  # 60 KB, not closed
+    for body in (bad, big):
+        r = host.request("POST", "/guarded-body", body=body, headers={"Content-Type": "application/json"})
+        assert r.status == 401, r.body  # not 422: the body was never decoded
+        r = host.request("POST", "/guarded-body", body=body,
+                         headers={"Content-Type": "application/json", "X-Test-User": "bob"})
+        assert r.status == 403, r.body
+    # a wrong media type is not looked at either
+    r = host.request("POST", "/guarded-body", body="<x/>", headers={"Content-Type": "text/xml"})
+    assert r.status == 401
+    admin = {"X-Test-User": "ann", "X-Test-Role": "admin"}
+    r = host.request("POST", "/guarded-body", body=bad, headers={"Content-Type": "application/json", **admin})
+    assert r.status == 422
+    assert r.json()["response_data"]["errors"][0]["code"] == "invalid_json"
+    r = host.request("POST", "/guarded-body", body="<x/>", headers={"Content-Type": "text/xml", **admin})
+    assert r.status == 415
+    r = host.post("/guarded-body", {"name": "n"}, headers=admin)
+    assert r.status == 200 and r.json()["response_data"] == {"body": {"name": "n"}}
+
+
+def test_a_policy_that_reads_the_body_decodes_it(host):
+    user = {"X-Test-User": "bob"}
+    r = host.post("/body-policy", {"name": "n", "role": "admin"}, headers=user)
+    assert r.status == 403 and r.json()["response_data"]["code"] == "forbidden"
+    r = host.post("/body-policy", {"name": "n"}, headers=user)
+    assert r.status == 200 and r.json()["response_data"] == {"body": {"name": "n"}}
+    r = host.post("/body-policy", {"role": "admin"}, headers={**user, "X-Test-Role": "admin"})
+    assert r.status == 200 and r.json()["response_data"] == {"body": {"role": "admin"}}
+    # the policy sees no body when it is malformed; the request then gets its 422
+    r = host.request("POST", "/body-policy", body="{", headers={"Content-Type": "application/json", **user})
+    assert r.status == 422
+    assert r.json()["response_data"]["errors"][0]["code"] == "invalid_json"
+    r = host.request("POST", "/body-policy", body="{", headers={"Content-Type": "application/json"})
+    assert r.status == 401

@@ -151,7 +151,8 @@ describe("luahost.response", function()
       for _, err in ipairs { "overloaded", "unavailable", "timeout" } do
         assert.is_true(response.retryable(err), err)
       end
-      for _, err in ipairs { "duplicate_key", "internal_error", "script_budget_exceeded", "" } do
+      for _, err in ipairs { "duplicate_key", "internal_error", "script_budget_exceeded",
+                             "script_memory_exceeded", "" } do
         assert.is_false(response.retryable(err), err)
       end
       assert.is_false(response.retryable(nil))
