@@ -306,6 +306,16 @@ def p99(xs):
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
 
 
+def wait_log(h, text, timeout=15):
+    """Waits until the host's log holds text."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in h.logs():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"never logged {text!r}:\n{h.logs()}")
+
+
 def wait_open_connections(h, n, timeout=15):
     """Waits until the open-connection gauge of /metrics reads n (the /metrics request included)."""
     deadline = time.time() + timeout
@@ -520,7 +530,7 @@ def test_shutdown_wakes_sleepers_when_the_grace_period_ends(start_host):
     threading.Thread(target=lambda: got.update(
         r=raw(h.port, b"GET /sleep/30000 HTTP/1.1\r\nHost: t\r\n\r\n", timeout=10)),
         daemon=True).start()
-    wait_open_connections(h, 2)  # the sleeper is in: its connection and this /metrics one
+    wait_log(h, "sleep: 30000 ms begins")  # the sleeper is asleep, not just connected
     t0 = time.time()
     assert h.stop() == 0
     assert time.time() - t0 < 5
