@@ -56,6 +56,13 @@ static int lh_test_passed, lh_test_failed;
     fflush(stdout);                                                                                \
   } while (0)
 
+/* How much longer time limits must be under valgrind, which runs code tens of times slower: a
+ * test that sets a script budget or bounds a duration multiplies it by this (1 natively). */
+#include <valgrind/valgrind.h>
+static inline unsigned lh_test_time_scale(void) {
+  return RUNNING_ON_VALGRIND ? 40u : 1u;
+}
+
 static inline int lh_test_done(void) {
   printf("%d passed, %d failed\n", lh_test_passed, lh_test_failed);
   return lh_test_failed ? 1 : 0;

@@ -332,7 +332,7 @@ int main(void) {
              "} }\n");
   lh_config_defaults(&cfg);
   snprintf(cfg.scripts, sizeof(cfg.scripts), "%s", dir);
-  cfg.script_budget_ms = 50;
+  cfg.script_budget_ms = 50 * (int)lh_test_time_scale();
   lh_modules_add(&vmtest_module);
   uv_loop_init(&loop);
   lh_cq_create(&cq, &loop);
