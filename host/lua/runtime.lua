@@ -69,19 +69,24 @@ local function decode_body(route, req)
     return nil, { response.error(415, "unsupported_media_type",
                                  "Content-Type must be " .. table.concat(names, " or ")) }
   end
-  local value, err
+  local value, err, code
   if kind == "json" then
-    value, err = json.decode(raw)
-    if value == nil and err then
+    value, err, code = json.decode(raw)
+  else
+    value, err, code = core.form_decode(raw)
+  end
+  if value == nil and err then
+    -- Past the decoded-size bounds (max_body_values, max_body_decoded_bytes) the body is too
+    -- large, like one past max_body_bytes: 413 with the same code, whatever its syntax.
+    if code == "too_large" then
+      return nil, { response.error(413, "body_too_large", "The request body is too large: " .. err) }
+    end
+    if kind == "json" then
       return false, { { field = "", ["in"] = "body", code = "invalid_json",
                         message = "Malformed JSON body: " .. err } }
     end
-  else
-    value, err = core.form_decode(raw)
-    if value == nil then
-      return false, { { field = "", ["in"] = "form", code = "invalid_form",
-                        message = "Malformed form body: " .. err } }
-    end
+    return false, { { field = "", ["in"] = "form", code = "invalid_form",
+                      message = "Malformed form body: " .. err } }
   end
   req.body = value
   req.body_kind = kind
