@@ -180,10 +180,20 @@ int lh_unicode_skeleton(const char *s, size_t len, char **out, size_t *outlen) {
 }
 
 const char *lh_name_verdict_str(lh_name_verdict_t v) {
-  static const char *const names[] = {
-      "ok",           "bad_utf8",    "too_long",  "control",         "format",
-      "unassigned",   "private_use", "surrogate", "whitespace_edge", "empty",
-      "mixed_script", "invisible",   "error"};
+  static const char *const names[] = {"ok",
+                                      "bad_utf8",
+                                      "too_long",
+                                      "control",
+                                      "format",
+                                      "unassigned",
+                                      "private_use",
+                                      "surrogate",
+                                      "whitespace_edge",
+                                      "empty",
+                                      "mixed_script",
+                                      "invisible",
+                                      "whitespace_run",
+                                      "error"};
   return (unsigned)v < LH_ARRAY_SIZE(names) ? names[v] : "error";
 }
 
@@ -219,6 +229,21 @@ static int is_space_at(const UChar *u, int32_t n, int first) {
   return u_isUWhiteSpace(c) || u_hasBinaryProperty(c, UCHAR_DEFAULT_IGNORABLE_CODE_POINT);
 }
 
+/* Two white-space characters in a row: HTML and most fonts show "john  smith" as "john smith", so
+ * such a name would look like another account's. */
+static int has_space_run(const UChar *u, int32_t n) {
+  int prev = 0;
+  for (int32_t i = 0; i < n;) {
+    UChar32 c;
+    U16_NEXT(u, i, n, c);
+    int space = u_isUWhiteSpace(c);
+    if (space && prev)
+      return 1;
+    prev = space;
+  }
+  return 0;
+}
+
 lh_name_verdict_t lh_unicode_check_name(const char *s, size_t len) {
   if (!ready()) {
     return LH_NAME_ERROR;
@@ -243,6 +268,9 @@ lh_name_verdict_t lh_unicode_check_name(const char *s, size_t len) {
   }
   if (v == LH_NAME_OK && (is_space_at(u, n, 1) || is_space_at(u, n, 0))) {
     v = LH_NAME_WHITESPACE_EDGE;
+  }
+  if (v == LH_NAME_OK && has_space_run(u, n)) {
+    v = LH_NAME_WHITESPACE_RUN;
   }
   if (v == LH_NAME_OK) {
     UErrorCode st = U_ZERO_ERROR;

@@ -15,7 +15,7 @@
  *   unicode.skeleton(s)    -> the UTS #39 confusable skeleton of s
  *   unicode.check_name(s)  -> true | false, reason: whether s (already NFC) may be a name;
  *        reasons: "bad_utf8", "too_long", "control", "format", "unassigned", "private_use",
- *        "surrogate", "whitespace_edge", "empty", "mixed_script", "invisible" */
+ *        "surrogate", "whitespace_edge", "empty", "mixed_script", "invisible", "whitespace_run" */
 #ifndef LH_UNICODE_H
 #define LH_UNICODE_H
 
@@ -37,7 +37,8 @@ typedef enum {
   LH_NAME_EMPTY,
   LH_NAME_MIXED_SCRIPT,
   LH_NAME_INVISIBLE,
-  LH_NAME_ERROR /* ICU failed (out of memory, missing data) */
+  LH_NAME_WHITESPACE_RUN, /* two white-space characters in a row: "a  b" renders as "a b" */
+  LH_NAME_ERROR           /* ICU failed (out of memory, missing data) */
 } lh_name_verdict_t;
 
 /* The stable reason string of a verdict ("ok" for LH_NAME_OK). */

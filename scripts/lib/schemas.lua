@@ -27,6 +27,7 @@ local NAME_MESSAGES = {
   private_use = "username must not contain private-use characters",
   surrogate = "username must not contain surrogate code points",
   whitespace_edge = "username must not start or end with white space or invisible characters",
+  whitespace_run = "username must not hold two white-space characters in a row",
   empty = "username must not be empty or made only of invisible characters",
   mixed_script = "username mixes scripts beyond UTS #39 'moderately restrictive' (one " ..
                  "script; Latin with Han and Kana or Hangul; or Latin with one other script " ..

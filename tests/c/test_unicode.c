@@ -134,6 +134,12 @@ static void test_check_name_refusals(void) {
   LH_CHECK_INT(verdict("alpha\xce\xb2"), LH_NAME_MIXED_SCRIPT);  /* Latin + Greek */
   LH_CHECK_INT(verdict("\xd1\x81\xd0\xbe\xd1\x80"), LH_NAME_OK); /* all Cyrillic */
   LH_CHECK_INT(verdict("a\xcc\x81\xcc\x81"), LH_NAME_INVISIBLE); /* repeated mark */
+  /* two white-space characters in a row look like one */
+  LH_CHECK_INT(verdict("john  smith"), LH_NAME_WHITESPACE_RUN);
+  LH_CHECK_INT(verdict("john \xe3\x80\x80smith"), LH_NAME_WHITESPACE_RUN); /* + ideographic space */
+  LH_CHECK_INT(verdict("john smith"), LH_NAME_OK);
+  LH_CHECK_STR(lh_name_verdict_str(LH_NAME_WHITESPACE_RUN), "whitespace_run");
+  LH_CHECK_STR(lh_name_verdict_str(LH_NAME_ERROR), "error");
   LH_CHECK_INT(verdict("\xff"), LH_NAME_BAD_UTF8);
   LH_CHECK_STR(lh_name_verdict_str(LH_NAME_MIXED_SCRIPT), "mixed_script");
   LH_CHECK_STR(lh_name_verdict_str(LH_NAME_OK), "ok");

@@ -296,6 +296,7 @@ def test_two_admins_demoting_or_deleting_each_other_through_two_hosts_leave_one(
 REFUSED = {
     "root ": "whitespace_edge",
     " root": "whitespace_edge",
+    "john  smith": "whitespace_run",  # shows as "john smith"
     "ro\u200bot": "format",            # zero-width space
     "abc\u202edef": "format",          # right-to-left override
     "\u200b\u200b": "format",
