@@ -1,5 +1,6 @@
 """Issue 2: the HTTP core over real sockets: framing, limits, keep-alive, pipelining, timeouts,
 host-made responses, and graceful shutdown. After every bad input the host must keep serving."""
+import os
 import re
 import socket
 import subprocess
@@ -343,6 +344,36 @@ def test_connection_cap(start_host):
     finally:
         for s in held:
             s.close()
+    wait_for_status(h, "/healthz", 200)
+
+
+def host_fds(h):
+    return len(os.listdir(f"/proc/{h.proc.pid}/fd"))
+
+
+def test_connection_cap_refusals_close_at_once(start_host):
+    """The cap's 503 does not linger: refused sockets are closed at once, even while their
+    clients keep them open, so the cap bounds the host's open sockets."""
+    h = start_host("runtime", env={"LUAHOST_MAX_CONNECTIONS": "1"})
+    held = socket.create_connection(("127.0.0.1", h.port))
+    refused = []
+    try:
+        r = wait_for_status(h, "/healthz", 503)
+        assert_envelope_error(r, 503, "too_many_connections")
+        base = host_fds(h)
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", h.port))
+            refused.append(s)
+            data = read_until_close(s)  # the 503, then EOF; the client keeps its end open
+            assert data.startswith(b"HTTP/1.1 503 ")
+        deadline = time.time() + 2
+        while time.time() < deadline and host_fds(h) > base + 5:
+            time.sleep(0.02)
+        assert host_fds(h) <= base + 5, f"{host_fds(h)} fds open, {base} before the refusals"
+    finally:
+        for s in refused:
+            s.close()
+        held.close()
     wait_for_status(h, "/healthz", 200)
 
 
