@@ -8,10 +8,14 @@
  * read, so a slow drip of bytes cannot hold a connection: slowloris) and body (from the end of
  * the header block).
  * Lingering close: after a last answer that is an error (a 413 or 431 with the body or header
- * still coming, a 400, a 408, the 503 of the connection cap), closing at once with unread input
+ * still coming, a 400, a 408), closing at once with unread input
  * makes the kernel send a reset, which can destroy the answer before the client reads it. The
  * connection half-closes instead (the answer, then FIN), and reads and discards what the client
  * still sends until it closes, for at most LH_LINGER_MS and LH_LINGER_BYTES; then it closes.
+ * A lingering connection holds a socket, so lingering is bounded: the connection cap's 503 (a
+ * refusal sent before any byte was read) never lingers, since lingering would keep the very
+ * sockets the cap exists to limit, and at most LH_CONN_LINGER_MAX connections per worker linger
+ * at once; past that an error answer closes at once.
  * The access log's duration runs from a request's first byte (from the accept for an answer
  * given before any byte), so answers given before a request is complete measure their own time. */
 #include "conn.h"
@@ -67,7 +71,9 @@ typedef enum {
 enum {
   LH_CONN_F_READ_ACTIVE = 1u << 0, /* uv_read_start is in effect */
   LH_CONN_F_LAST = 1u << 1,        /* close once the response being sent is out */
-  LH_CONN_F_LINGER = 1u << 2       /* the response being sent is an error: a last one lingers */
+  LH_CONN_F_LINGER = 1u << 2,      /* the response being sent is an error: a last one lingers */
+  LH_CONN_F_REFUSED = 1u << 3,     /* refused at the connection cap: close without lingering */
+  LH_CONN_F_INTERIM = 1u << 4      /* the response being sent is a 100: it never ends the conn */
 };
 
 typedef struct lh_conn_s {
@@ -167,6 +173,10 @@ static void close_handles(lh_conn_t *c) {
 /* Closes the connection. While the VM runs an exchange nothing is freed (the VM still points at
  * c->ex): the connection becomes ORPHANED and its done closes the handles. */
 static void conn_close(lh_conn_t *c) {
+  if (c->state == LH_CONN_LINGERING) {
+    assert(c->w->lingering > 0);
+    c->w->lingering--;
+  }
   switch (c->state) {
   case LH_CONN_CLOSING:
   case LH_CONN_ORPHANED: return;
@@ -212,15 +222,18 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 }
 
 /* The last response is written: half-close and drain when it was an error (input may be left
- * unread), else (or when the half-close cannot start, or the worker is stopping) close at once. */
+ * unread), else (or when the half-close cannot start, the worker is stopping, the connection was
+ * refused at the cap, or LH_CONN_LINGER_MAX connections linger already) close at once. */
 static void conn_end(lh_conn_t *c) {
-  if (!(c->flags & LH_CONN_F_LINGER) || c->w->stopping) {
+  if (!(c->flags & LH_CONN_F_LINGER) || (c->flags & LH_CONN_F_REFUSED) || c->w->stopping ||
+      c->w->lingering >= LH_CONN_LINGER_MAX) {
     conn_close(c);
     return;
   }
   uv_timer_stop(&c->timer);
   stop_reading(c);
   set_state(c, LH_CONN_LINGERING);
+  c->w->lingering++;
   lh_buf_free(&c->pending);
   c->lingered = 0;
   c->shutdown.data = c;
@@ -234,6 +247,15 @@ static void conn_end(lh_conn_t *c) {
 }
 
 /* ---- writing ---- */
+
+/* 1 when the response just sent ends the connection: the last one, unless it was an interim 100
+ * (sent mid-request: the final answer is still owed, even when shutdown marked the connection
+ * last). Clears the interim mark. */
+static int ends_connection(lh_conn_t *c) {
+  int interim = (c->flags & LH_CONN_F_INTERIM) != 0;
+  c->flags &= ~LH_CONN_F_INTERIM;
+  return (c->flags & LH_CONN_F_LAST) && !interim;
+}
 
 static void on_write(uv_write_t *req, int status) {
   lh_write_t *wr = LH_CONTAINER_OF(req, lh_write_t, req);
@@ -249,7 +271,7 @@ static void on_write(uv_write_t *req, int status) {
     conn_close(c);
     return;
   }
-  if (c->flags & LH_CONN_F_LAST) {
+  if (ends_connection(c)) {
     conn_end(c);
     return;
   }
@@ -287,7 +309,7 @@ static void conn_send(lh_conn_t *c, lh_buf_t *head, const char *body, size_t bod
   size_t sent = n > 0 ? (size_t)n : 0;
   if (sent == total) {
     lh_buf_reset(head);
-    if (c->flags & LH_CONN_F_LAST)
+    if (ends_connection(c))
       conn_end(c);
     else
       set_state(c, LH_CONN_READING);
@@ -749,6 +771,7 @@ static void process(lh_conn_t *c) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         c->http.send_continue = 0;
         lh_buf_append(&c->w->out, cont, sizeof(cont) - 1);
+        c->flags |= LH_CONN_F_INTERIM;
         conn_send(c, &c->w->out, NULL, 0, NULL);
         if (c->state != LH_CONN_READING)
           return;
@@ -821,7 +844,7 @@ static void conn_start(lh_conn_t *c) {
   lh_worker_t *w = c->w;
   int max = w->srv->cfg->max_connections;
   if (max > 0 && atomic_load(&w->srv->connections) > max) {
-    c->flags |= LH_CONN_F_LAST;
+    c->flags |= LH_CONN_F_LAST | LH_CONN_F_REFUSED;
     assign_request_id(c);
     send_error_kind(c, "too_many_connections");
     return;

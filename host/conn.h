@@ -4,6 +4,10 @@
 
 #include "server.h"
 
+/* At most this many connections per worker linger (half-closed, draining the client's unread
+ * input after an error answer) at once; past it an error answer closes at once. */
+#define LH_CONN_LINGER_MAX 64
+
 /* The listener's connection callback. */
 void lh_conn_on_connection(uv_stream_t *listener, int status);
 /* Serves HTTP on an already-connected stream socket (a socketpair end in the unit tests, which

@@ -45,10 +45,10 @@ unsigned lh_pool_running(lh_pool_t *pool); /* being worked on */
  * loops must run afterwards to deliver the `done` calls. */
 void lh_pool_destroy(lh_pool_t *pool);
 
-/* A process-wide registry of named pools (main.c registers "db", "hash", and "test" when the
- * configuration asks for it). Registering and destroying happen on one thread, before any other
- * thread looks a pool up and after the last lookup (start-up and shutdown); in between the registry
- * is read-only, so lookups from any thread take no lock. */
+/* A process-wide registry of named pools (main.c registers "db" and "hash"; the test module,
+ * tests/host/test_module.c, registers its own "test" pool). Registering and destroying happen on
+ * one thread, before any other thread looks a pool up and after the last lookup (start-up and
+ * shutdown); in between the registry is read-only, so lookups from any thread take no lock. */
 /* LH_EINVAL when the name is taken, LH_ELIMIT past 16 pools. The registry then owns the pool. */
 int lh_pools_register(lh_pool_t *pool);
 lh_pool_t *lh_pools_find(const char *name);

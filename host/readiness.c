@@ -129,9 +129,13 @@ static void on_probe(uv_timer_t *t) {
     j->prober = p;
     j->job.work = check_work;
     j->job.done = check_done;
-    if (lh_pool_submit(pool, &j->job, p->cq) != 0) {
+    int rc = lh_pool_submit(pool, &j->job, p->cq);
+    if (rc != 0) {
       free(j);
-      publish(c, 0); /* a full queue is not ready either */
+      /* A full queue (peak load) says nothing about the service: keep the last outcome, or every
+       * host would turn not-ready together exactly when it is busiest. A closed pool fails. */
+      if (rc != LH_EBUSY)
+        publish(c, 0);
       continue;
     }
     c->in_flight = 1;

@@ -37,6 +37,7 @@ struct lh_worker_s {
   lh_http_limits_t limits;
   struct lh_conn_s *conns; /* every open connection, for shutdown */
   int stopping;            /* 1: draining, 2: grace period over */
+  int lingering;           /* connections in LINGERING (conn.c), at most LH_CONN_LINGER_MAX */
   int finished;            /* shutdown done: the worker's handles are closing */
   int start_rc;            /* result of start-up, read by the main thread */
   char start_err[512];

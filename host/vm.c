@@ -256,16 +256,30 @@ static void idle_check(lh_vm_t *vm) {
     vm->idle_cb(vm->idle_ud);
 }
 
-/* After a task was released. The ceiling counts garbage too, and the collector runs only when
- * scripts allocate: once the state holds more than half its ceiling, collect now, so finished
- * requests do not count against the next ones. After a task overran a limit, also collect what it
- * left and hand the freed pages back to the system, so one runaway request does not keep the
- * worker's RSS at its peak. */
+/* At most one give_back collection per this many ms: a full collection and malloc_trim cost
+ * milliseconds on a large state, and under load every request could ask for one. */
+#define LH_VM_GIVE_BACK_MS 250
+
+/* After a task was released and its response handed over (ex->done). The ceiling counts garbage
+ * too, and the collector runs only when scripts allocate: once the state holds more than half its
+ * ceiling, collect now, so finished requests do not count against the next ones. After a task
+ * overran a limit, also collect what it left and hand the freed pages back to the system, so one
+ * runaway request does not keep the worker's RSS at its peak. Rate-limited: a trim that is due
+ * within LH_VM_GIVE_BACK_MS of the last one is owed and done after a later request. */
 static void give_back(lh_vm_t *vm, int exceeded) {
-  if (exceeded || vm->memory.used > vm->memory.state_limit / 2)
-    lua_gc(vm->L, LUA_GCCOLLECT, 0);
   if (exceeded)
+    vm->trim_owed = 1;
+  if (!vm->trim_owed && vm->memory.used <= vm->memory.state_limit / 2)
+    return;
+  unsigned long long now = lh_now_ns();
+  if (vm->gave_back_ns && now - vm->gave_back_ns < LH_VM_GIVE_BACK_MS * 1000000ULL)
+    return;
+  vm->gave_back_ns = now;
+  vm->give_backs++;
+  lua_gc(vm->L, LUA_GCCOLLECT, 0);
+  if (vm->trim_owed)
     malloc_trim(0);
+  vm->trim_owed = 0;
 }
 
 static void finish_request(lh_vtask_t *vt, int exceeded) {
@@ -273,8 +287,8 @@ static void finish_request(lh_vtask_t *vt, int exceeded) {
   lh_exchange_t *ex = vt->ex;
   lh_vm_request_over(vt->req_handle);
   lh_vtask_release(vt);
-  give_back(vm, exceeded);
   ex->done(ex);
+  give_back(vm, exceeded);
   idle_check(vm);
 }
 

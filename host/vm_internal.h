@@ -30,7 +30,10 @@ struct lh_vm_s {
   lh_budget_t budget;
   lh_memory_t memory;
   lh_sched_t sched;
-  void (*idle_cb)(void *ud); /* called when busy drops to 0 */
+  unsigned long long gave_back_ns; /* the last give_back collection (vm.c), 0: none yet */
+  unsigned give_backs;             /* collections give_back ran (tests) */
+  int trim_owed;                   /* a task overran a limit since the last give_back */
+  void (*idle_cb)(void *ud);       /* called when busy drops to 0 */
   void *idle_ud;
   char generation[17];
 };

@@ -295,17 +295,32 @@ static int push_code(lua_State *L, int rc) {
   return 2;
 }
 
+/* The malloc'd result of a transform while it is copied into a Lua string: a userdata box whose
+ * __gc frees it, so a copy that raises (out of memory) does not leak it. */
+#define LH_UNICODE_BOX "luahost.unicode.box"
+
+static int box_gc(lua_State *L) {
+  char **box = lua_touserdata(L, 1);
+  free(*box);
+  *box = NULL;
+  return 0;
+}
+
 static int push_transform(lua_State *L, op_t op) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  char *out = NULL;
+  char **box = lua_newuserdata(L, sizeof(*box)); /* [s, box] */
+  *box = NULL;
+  luaL_getmetatable(L, LH_UNICODE_BOX); /* [s, box, mt] */
+  lua_setmetatable(L, -2);              /* [s, box] */
   size_t outlen = 0;
-  int rc = transform(op, s, len, &out, &outlen);
+  int rc = transform(op, s, len, box, &outlen);
   if (rc != 0) {
     return push_code(L, rc);
   }
-  lua_pushlstring(L, out, outlen); /* may raise on out of memory: copy first, then free */
-  free(out);
+  lua_pushlstring(L, *box, outlen); /* [s, box, str]; on a raise the box's __gc frees *box */
+  free(*box);
+  *box = NULL;
   return 1;
 }
 
@@ -340,6 +355,10 @@ int luaopen_luahost_unicode(lua_State *L) {
                                  {"skeleton", l_skeleton},
                                  {"check_name", l_check_name},
                                  {NULL, NULL}};
+  luaL_newmetatable(L, LH_UNICODE_BOX); /* [mt] */
+  lua_pushcfunction(L, box_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   lua_createtable(L, 0, 4);
   for (const luaL_Reg *f = fns; f->name; f++) {
     lua_pushcfunction(L, f->func);

@@ -357,6 +357,32 @@ static void test_close_while_handling(void) {
   LH_CHECK_INT(atomic_load(&g_srv.connections), 0);
 }
 
+static void test_shutdown_keeps_100_continue(void) {
+  /* Shutdown starts while a client waits to send its body after `Expect: 100-continue`: the
+   * interim 100 must not end the connection (it is marked last); the final answer still comes. */
+  int fd = client();
+  send_all(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+               "Content-Type: application/json\r\nExpect: 100-continue\r\n");
+  lh_got_t g = collect(fd, 0, 20);
+  free(g.data);
+  lh_conn_close_idle(&g_w); /* mid-header: marked last, not closed */
+  send_all(fd, "\r\n");
+  g = collect(fd, 1, 2000);
+  LH_CHECK(strncmp(g.data, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
+  LH_CHECK(!g.closed);
+  free(g.data);
+  send_all(fd, "[1,2]");
+  g = collect(fd, 0, 2000);
+  LH_CHECK(strncmp(g.data, "HTTP/1.1 200 ", 13) == 0);
+  LH_CHECK(strstr(g.data, "\r\n\r\n[1,2]") != NULL);
+  LH_CHECK(strstr(g.data, "Connection: close") != NULL);
+  LH_CHECK(g.closed);
+  free(g.data);
+  close(fd);
+  drain();
+  LH_CHECK_INT(atomic_load(&g_srv.connections), 0);
+}
+
 static int g_ready_rc = LH_EIO;
 static int fake_check(void *ud) {
   (void)ud;
@@ -394,6 +420,14 @@ static void test_readyz_and_connection_limit(void) {
   g = collect(fd2, 0, 500);
   LH_CHECK(g.closed);
   free(g.data);
+  /* The refused connection is gone at once, not lingering on its socket while the client keeps
+   * it open: the cap bounds open sockets. */
+  for (int i = 0; i < 20; i++) {
+    uv_run(&g_w.loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  LH_CHECK_INT(atomic_load(&g_srv.connections), 1);
+  LH_CHECK_INT(g_w.lingering, 0);
   g_cfg.max_connections = 10000;
   close(fd2);
   close(fd);
@@ -420,6 +454,26 @@ static void test_error_answer_closes_lingering(void) {
   close(fd);
   drain();
   LH_CHECK_INT(atomic_load(&g_srv.connections), 0);
+  /* At most LH_CONN_LINGER_MAX connections linger at once; past it an error answer closes. */
+  int fds[LH_CONN_LINGER_MAX + 3];
+  for (int i = 0; i < LH_CONN_LINGER_MAX + 3; i++) {
+    fds[i] = client();
+    send_all(fds[i], "GET /now HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n");
+    g = collect(fds[i], 0, 2000);
+    LH_CHECK(strncmp(g.data, "HTTP/1.1 400 ", 13) == 0 && g.closed);
+    free(g.data);
+  }
+  for (int i = 0; i < 20; i++) {
+    uv_run(&g_w.loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  LH_CHECK_INT(g_w.lingering, LH_CONN_LINGER_MAX);
+  LH_CHECK_INT(atomic_load(&g_srv.connections), LH_CONN_LINGER_MAX);
+  for (int i = 0; i < LH_CONN_LINGER_MAX + 3; i++)
+    close(fds[i]);
+  drain();
+  LH_CHECK_INT(atomic_load(&g_srv.connections), 0);
+  LH_CHECK_INT(g_w.lingering, 0);
   /* A successful last answer closes at once: nothing is left unread. */
   fd = client();
   send_all(fd, "GET /now HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -442,6 +496,7 @@ int main(void) {
   LH_RUN(test_close_while_handling);
   LH_RUN(test_readyz_and_connection_limit);
   LH_RUN(test_error_answer_closes_lingering);
+  LH_RUN(test_shutdown_keeps_100_continue);
   teardown();
   return lh_test_done();
 }

@@ -186,9 +186,81 @@ static void test_unregister_in_flight(void) {
   LH_CHECK_INT(uv_loop_close(&loop), 0);
 }
 
+static atomic_int g_unblock;
+static atomic_int g_blocked_done;
+
+static void block_work(lh_job_t *job) {
+  (void)job;
+  while (!atomic_load(&g_unblock))
+    usleep(1000);
+}
+
+static void block_done(lh_job_t *job) {
+  (void)job;
+  atomic_fetch_add(&g_blocked_done, 1);
+}
+
+/* The pool's queue is full (peak load): the prober cannot run its check and does not know, so it
+ * keeps the last outcome instead of turning every host not-ready together. */
+static void test_full_queue_keeps_last_result(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lh_cq_t *cq = NULL;
+  LH_CHECK_INT(lh_cq_create(&cq, &loop), 0);
+  lh_pool_t *pool = NULL;
+  LH_CHECK_INT(lh_pool_create(&pool, "busypool", 1, 1), 0);
+  LH_CHECK_INT(lh_pools_register(pool), 0);
+  LH_CHECK_INT(lh_ready_register("busy", "busypool", always_ok, NULL, "Busy", "busy"), 0);
+  lh_ready_prober_t p;
+  lh_ready_prober_init(&p, &loop, cq, NULL, NULL);
+  lh_ready_prober_start(&p, 5);
+  run_until(&loop, ready_now, 2000);
+  LH_CHECK_INT(ready_now(), 1);
+  for (int i = 0; i < 2000 && lh_ready_prober_busy(&p); i++)
+    usleep(1000); /* the loop does not run: the next probe cannot start meanwhile */
+  for (int i = 0; i < 2000 && lh_ready_prober_busy(&p); i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  /* Fill the pool (one job running, one waiting) before the loop runs the next probe. */
+  lh_job_t jobs[4];
+  int accepted = 0;
+  memset(jobs, 0, sizeof jobs);
+  for (int i = 0; i < 4; i++) {
+    jobs[i].work = block_work;
+    jobs[i].done = block_done;
+    if (lh_pool_submit(pool, &jobs[i], cq) != 0)
+      break;
+    accepted++;
+  }
+  LH_CHECK(accepted >= 1 && accepted < 4);
+  for (int i = 0; i < 100; i++) { /* ~20 probes, each finding the queue full */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  LH_CHECK_INT(ready_now(), 1);
+  atomic_store(&g_unblock, 1);
+  for (int i = 0; i < 2000 && atomic_load(&g_blocked_done) < accepted; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  lh_ready_prober_stop(&p);
+  for (int i = 0; i < 2000 && lh_ready_prober_busy(&p); i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  lh_ready_prober_close(&p);
+  lh_ready_unregister("busy");
+  lh_pools_destroy_all();
+  lh_cq_close(cq);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  LH_CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   LH_RUN(test_register);
   LH_RUN(test_prober);
   LH_RUN(test_unregister_in_flight);
+  LH_RUN(test_full_queue_keeps_last_result);
   return lh_test_done();
 }

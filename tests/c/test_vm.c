@@ -13,6 +13,7 @@
 #include "register.h"
 #include "scheduler.h"
 #include "vm.h"
+#include "vm_internal.h"
 
 static char dir[] = "/tmp/lh_test_vm.XXXXXX";
 
@@ -72,8 +73,13 @@ typedef struct {
   int done;
 } lh_loopback_t;
 
+static lh_vm_t *g_done_vm; /* when set, on_done notes its give_back count */
+static unsigned g_give_backs_at_done;
+
 static void on_done(lh_exchange_t *ex) {
   LH_CONTAINER_OF(ex, lh_loopback_t, ex)->done++;
+  if (g_done_vm)
+    g_give_backs_at_done = g_done_vm->give_backs;
 }
 
 static uv_loop_t loop;
@@ -223,6 +229,37 @@ static void test_budget_exceeded(void) {
   lh_vm_free(vm);
 }
 
+/* A request past its memory share: its response is handed over before the state is collected and
+ * trimmed, and a second one right after is not collected again (rate limit), but owes it. */
+static void test_give_back_after_done_and_rate_limited(void) {
+  lh_vm_t *vm = make_vm();
+  if (!vm)
+    return;
+  g_done_vm = vm;
+  lh_loopback_t lb;
+  unsigned long long t0 = lh_now_ns();
+  dispatch(vm, &lb, "/hog");
+  LH_CHECK_INT(lb.done, 1);
+  LH_CHECK_INT(lb.ex.status, 500);
+  LH_CHECK_INT(g_give_backs_at_done, 0); /* done came first */
+  LH_CHECK_INT(vm->give_backs, 1);
+  free_lb(&lb);
+  dispatch(vm, &lb, "/hog");
+  LH_CHECK_INT(lb.ex.status, 500);
+  if (lh_now_ns() - t0 < 200ULL * 1000000ULL) { /* within the 250 ms interval */
+    LH_CHECK_INT(vm->give_backs, 1);
+    LH_CHECK_INT(vm->trim_owed, 1);
+  }
+  free_lb(&lb);
+  usleep(260 * 1000);
+  dispatch(vm, &lb, "/hello/x"); /* owed: collected now */
+  LH_CHECK_INT(lb.ex.status, 200);
+  LH_CHECK_INT(vm->trim_owed, 0);
+  free_lb(&lb);
+  g_done_vm = NULL;
+  lh_vm_free(vm);
+}
+
 static void test_task_woken_by_job(void) {
   lh_vm_t *vm = make_vm();
   if (!vm)
@@ -315,6 +352,8 @@ int main(void) {
              "  { method = 'GET', path = '/hello/{name}', handler = function(req)\n"
              "      return response.ok('hi', { name = req.params.name }) end },\n"
              "  { method = 'GET', path = '/spin', handler = function() while true do end end },\n"
+             "  { method = 'GET', path = '/hog', handler = function()\n"
+             "      local t = {} for i = 1, 1e9 do t[i] = i end end },\n"
              "  { method = 'GET', path = '/p/retry', policy = 'p_retry', handler = ok },\n"
              "  { method = 'GET', path = '/p/own', policy = 'p_own', handler = ok },\n"
              "  { method = 'GET', path = '/p/default', policy = 'p_default', handler = ok },\n"
@@ -344,6 +383,7 @@ int main(void) {
   LH_RUN(test_lazy_request_fields);
   LH_RUN(test_policy_refusals_follow_one_convention);
   LH_RUN(test_budget_exceeded);
+  LH_RUN(test_give_back_after_done_and_rate_limited);
   LH_RUN(test_task_woken_by_job);
   LH_RUN(test_cancel_wakes_sleepers);
   LH_RUN(test_hook_defined_twice_is_refused);

@@ -1,6 +1,8 @@
 """Issue 2: the HTTP core over real sockets: framing, limits, keep-alive, pipelining, timeouts,
 host-made responses, and graceful shutdown. After every bad input the host must keep serving."""
+import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -346,6 +348,36 @@ def test_connection_cap(start_host):
     wait_for_status(h, "/healthz", 200)
 
 
+def host_fds(h):
+    return len(os.listdir(f"/proc/{h.proc.pid}/fd"))
+
+
+def test_connection_cap_refusals_close_at_once(start_host):
+    """The cap's 503 does not linger: refused sockets are closed at once, even while their
+    clients keep them open, so the cap bounds the host's open sockets."""
+    h = start_host("runtime", env={"LUAHOST_MAX_CONNECTIONS": "1"})
+    held = socket.create_connection(("127.0.0.1", h.port))
+    refused = []
+    try:
+        r = wait_for_status(h, "/healthz", 503)
+        assert_envelope_error(r, 503, "too_many_connections")
+        base = host_fds(h)
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", h.port))
+            refused.append(s)
+            data = read_until_close(s)  # the 503, then EOF; the client keeps its end open
+            assert data.startswith(b"HTTP/1.1 503 ")
+        deadline = time.time() + 2
+        while time.time() < deadline and host_fds(h) > base + 5:
+            time.sleep(0.02)
+        assert host_fds(h) <= base + 5, f"{host_fds(h)} fds open, {base} before the refusals"
+    finally:
+        for s in refused:
+            s.close()
+        held.close()
+    wait_for_status(h, "/healthz", 200)
+
+
 def test_requests_per_connection_cap(start_host):
     h = start_host("runtime", env={"LUAHOST_MAX_REQUESTS_PER_CONN": "2"})
     data = raw(h.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
@@ -368,6 +400,31 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(start_host):
     t.join()
     assert result["r"].status == 200
     assert code == 0
+
+
+def test_sigterm_keeps_a_request_waiting_for_100_continue(start_host):
+    """Shutdown marks a connection in the middle of its header block as its last; the interim
+    100 Continue must not end it: the client sends its body and gets the final answer."""
+    h = start_host("runtime")
+    body = b'{"name": "x"}'
+    with socket.create_connection(("127.0.0.1", h.port), timeout=5) as s:
+        s.sendall(b"POST /json HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\nExpect: 100-continue\r\n" % len(body))
+        wait_open_connections(h, 2)  # the host has the partial request (and this /metrics one)
+        h.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 10
+        while time.time() < deadline and "draining for" not in h.logs():
+            time.sleep(0.02)
+        time.sleep(0.2)  # the worker's loop picks up the stop after the main thread logs it
+        s.sendall(b"\r\n")
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(body)
+        data = first[len(b"HTTP/1.1 100 Continue\r\n\r\n"):] + read_until_close(s)
+    r = parse_one(data)
+    assert r.status == 201
+    assert h.proc.wait(15) == 0  # stopped by the one SIGTERM (a second one would kill it)
+    h.stop()
 
 
 def test_bad_configuration_value_fails_naming_the_option(tmp_path):
