@@ -42,7 +42,9 @@ local M = {}
 local setting = require("lib.settings").get
 
 -- Stored keys cap the username part; a long username is cut, which at worst makes two very long
--- names that share a prefix share a counter (stricter, never looser).
+-- names that share a prefix share a counter (stricter, never looser). The cut falls on a UTF-8
+-- character boundary: a key is a string _id, and a split character would make it invalid UTF-8,
+-- which the database binding refuses (the login would fail with 500).
 local MAX_NAME_IN_KEY = 128
 
 -- Outcomes that mean "the database did not answer", as opposed to a bug.
@@ -57,7 +59,14 @@ end
 -- The three counter keys. The address comes first and never contains "|", so the pair key is
 -- unambiguous whatever the username holds.
 function M.keys(name_key, addr)
-  local name = name_key:sub(1, MAX_NAME_IN_KEY)
+  local cut = MAX_NAME_IN_KEY
+  -- Back up over continuation bytes (10xxxxxx) so the cut never splits a character.
+  while cut > 0 and cut < #name_key do
+    local b = name_key:byte(cut + 1)
+    if b < 0x80 or b >= 0xC0 then break end
+    cut = cut - 1
+  end
+  local name = name_key:sub(1, cut)
   if addr == nil or addr == "" then addr = "-" end
   return "login:pair:" .. addr .. "|" .. name, "login:user:" .. name, "login:addr:" .. addr
 end
@@ -237,12 +246,26 @@ local function leave_here(pk)
   if e.n <= 0 then here[pk] = nil end
 end
 
+local reserve_mongodb
+
 function mongodb.reserve(name_key, addr)
-  local started, pause = mongo.now():ms(), POLL_MS
+  local started = mongo.now():ms()
   local pk = M.keys(name_key, addr)
   if not enter_here(pk, setting("login_max_per_pair"), started) then
     return false, 1
   end
+  -- The place taken in `here` is given back whatever happens in between, even an error raised
+  -- by the database binding: a raised error must not leave an entry per name in worker memory.
+  local ok, a, b = pcall(reserve_mongodb, name_key, addr, pk, started)
+  if not ok then
+    leave_here(pk)
+    error(a, 0)
+  end
+  return a, b
+end
+
+reserve_mongodb = function(name_key, addr, pk, started)
+  local pause = POLL_MS
   while true do
     local now_s = mongo.now():ms() / 1000
     local state, ids, exp, retry = try_reserve(name_key, addr, now_s)

@@ -492,6 +492,8 @@ describe("lib/users.lua", function()
 end)
 
 describe("lib/throttle.lua", function()
+  local attempts_double = {}
+
   it("keys the three counters by pair, username and address", function()
     local pair, user, addr = throttle.keys("alice", "10.0.0.1")
     assert.equal("login:pair:10.0.0.1|alice", pair)
@@ -506,6 +508,42 @@ describe("lib/throttle.lua", function()
     assert.not_equal(throttle.keys("b|c", "a"), throttle.keys("c", "a"))
     assert.equal("login:pair:a|b|c", (throttle.keys("b|c", "a")))
     assert.equal("login:addr:-", select(3, throttle.keys("a", "")))
+  end)
+
+  it("cuts a long name on a UTF-8 character boundary, so a key is always valid UTF-8", function()
+    -- 43 CJK characters are 129 bytes: a cut at 128 bytes would split the last one.
+    local cjk = string.rep("\230\188\162", 43)
+    for _, name in ipairs({ cjk, "a" .. cjk, "ab" .. cjk, string.rep("\240\159\152\128", 40) }) do
+      local pair, user = throttle.keys(name, "::1")
+      assert.is_true(json.utf8_valid(pair), pair)
+      assert.is_true(json.utf8_valid(user), user)
+      local part = user:sub(#"login:user:" + 1)
+      assert.is_true(#part <= 128 and #part >= 125)
+      assert.equal(part, name:sub(1, #part))
+    end
+  end)
+
+  it("gives back its place in worker memory when the database binding raises", function()
+    core_double.config.app.throttle_store = "mongodb"
+    local saved_coll, saved_now = mongo_double.collection, mongo_double.now
+    local raising = function() error("binding raised", 0) end
+    -- lib/throttle.lua keeps the first collection it gets: every spec here hands out this one.
+    for _, m in ipairs({ "find_one", "find_one_and_update", "find", "insert_one", "delete_one",
+                         "update_one" }) do
+      attempts_double[m] = raising
+    end
+    mongo_double.collection = function() return attempts_double end
+    mongo_double.now = function() return { ms = function() return 1000000 end } end
+    mongo_double.date = function(ms) return ms end
+    -- More attempts than the pair limit (5): each must fail with the binding's error, never
+    -- wait for places that raised attempts kept (core.sleep is absent from the double).
+    for _ = 1, 8 do
+      local ok, err = pcall(throttle.reserve, "dave", "7.7.7.7")
+      assert.is_false(ok)
+      assert.equal("binding raised", err)
+    end
+    mongo_double.collection, mongo_double.now = saved_coll, saved_now
+    core_double.config.app.throttle_store = nil
   end)
 
   it("aligns windows to the clock, so every host counts in the same one", function()
@@ -536,11 +574,12 @@ describe("lib/throttle.lua", function()
 
   it("falls back to the memory store when the database does not answer", function()
     local saved = mongo_double.collection
-    mongo_double.collection = function()
-      local fail = function() return nil, "unavailable" end
-      return { find_one = fail, find_one_and_update = fail, insert_one = fail,
-               delete_one = fail, update_one = fail, find = fail }
+    local fail = function() return nil, "unavailable" end
+    for _, m in ipairs({ "find_one", "find_one_and_update", "find", "insert_one", "delete_one",
+                         "update_one" }) do
+      attempts_double[m] = fail
     end
+    mongo_double.collection = function() return attempts_double end
     mongo_double.now = function() return { ms = function() return 1000000 end } end
     mongo_double.date = function(ms) return ms end
     mongo_double.build_info = function() return { version = "7.0" } end
