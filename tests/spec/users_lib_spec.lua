@@ -552,24 +552,82 @@ describe("lib/throttle.lua", function()
     assert.same({ 2, 2700 }, { throttle.window(1800, 900) })
   end)
 
-  it("memory store: refuses once any counter reaches its limit, with the longest wait", function()
-    core_double.config.app.throttle_store = "memory"
-    local counts = { ["login:pair:1.2.3.4|alice"] = { 5, 100 }, ["login:user:alice"] = { 3, 700 } }
-    ratelimit_double.count = function(key)
-      local c = counts[key]
-      if c then return c[1], c[2] end
-      return 0, 0
+  -- luahost.ratelimit's semantics in Lua (counters that only grow or are forgotten), on a fake
+  -- clock that core.sleep advances.
+  local function memory_host()
+    local clock, counters = 1000000, {}
+    ratelimit_double.count = function(key) return counters[key] or 0, 0 end
+    ratelimit_double.incr = function(key)
+      counters[key] = (counters[key] or 0) + 1
+      return counters[key], 0
     end
-    local ok, retry = throttle.reserve("alice", "1.2.3.4")
+    ratelimit_double.reset = function(key) counters[key] = nil end
+    mongo_double.now = function() return { ms = function() return clock end } end
+    core_double.sleep = function(ms) clock = clock + ms end
+    core_double.config.app.throttle_store = "memory"
+    return function()
+      ratelimit_double.count = function() return 0, 0 end
+      ratelimit_double.incr = function() end
+      ratelimit_double.reset = function() end
+      core_double.sleep = nil
+      core_double.config.app.throttle_store = nil
+    end
+  end
+
+  it("memory store: reserves before the check, so concurrent guesses stay within the limit",
+     function()
+    local restore = memory_host()
+    -- Five attempts on one pair in flight at once (the pair limit): a sixth waits, then is
+    -- refused, however many come.
+    local tickets = {}
+    for i = 1, 5 do
+      local ok, t = throttle.reserve("alice", "1.2.3.4")
+      assert.is_true(ok)
+      tickets[i] = t
+    end
+    for _ = 1, 3 do
+      local ok, retry = throttle.reserve("alice", "1.2.3.4")
+      assert.is_false(ok)
+      assert.equal(1, retry)
+    end
+    -- Another address is not held up by this pair.
+    assert.is_true((throttle.reserve("alice", "5.6.7.8")))
+    -- A success or an abandoned check gives its place back; a failure keeps it.
+    throttle.succeeded(tickets[1])
+    throttle.abandon(tickets[2])
+    throttle.failed(tickets[3])
+    local ok, t = throttle.reserve("alice", "1.2.3.4")
+    assert.is_true(ok)
+    throttle.failed(t)
+    ok, t = throttle.reserve("alice", "1.2.3.4")
+    assert.is_true(ok)
+    throttle.failed(t)
+    throttle.failed(tickets[4])
+    throttle.failed(tickets[5])
+    -- Five failures: locked until the window ends (clock 1000 s, window 900 s: 800 s left).
+    local retry
+    ok, retry = throttle.reserve("alice", "1.2.3.4")
     assert.is_false(ok)
-    assert.equal(100, retry)                  -- only the pair counter is over its limit
-    counts["login:pair:1.2.3.4|alice"] = { 4, 100 }
-    assert.is_true((throttle.reserve("alice", "1.2.3.4")))
-    counts["login:user:alice"] = { 20, 700 }
-    ok, retry = throttle.reserve("alice", "5.6.7.8")
-    assert.is_false(ok)
-    assert.equal(700, retry)
-    core_double.config.app.throttle_store = nil
+    assert.is_true(retry > 700 and retry <= 800, tostring(retry))
+    restore()
+  end)
+
+  it("memory store: a success forgives the pair's failures", function()
+    local restore = memory_host()
+    for _ = 1, 4 do
+      local _, t = throttle.reserve("erin", "1.2.3.4")
+      throttle.failed(t)
+    end
+    local _, t = throttle.reserve("erin", "1.2.3.4")
+    throttle.succeeded(t)
+    for _ = 1, 5 do
+      local ok
+      ok, t = throttle.reserve("erin", "1.2.3.4")
+      assert.is_true(ok)
+      throttle.failed(t)
+    end
+    assert.is_false((throttle.reserve("erin", "1.2.3.4")))
+    restore()
   end)
 
   it("falls back to the memory store when the database does not answer", function()
@@ -584,13 +642,14 @@ describe("lib/throttle.lua", function()
     mongo_double.date = function(ms) return ms end
     mongo_double.build_info = function() return { version = "7.0" } end
     ratelimit_double.count = function(key)
-      if key == "login:pair:9.9.9.9|bob" then return 5, 60 end
+      if key:find("^login:pair:9%.9%.9%.9|bob@%d+:f$") then return 5, 60 end
       return 0, 0
     end
+    ratelimit_double.incr = function() return 1, 0 end
     -- The host's own counters still refuse a locked-out pair ...
     local ok, retry = throttle.reserve("bob", "9.9.9.9")
     assert.is_false(ok)
-    assert.equal(60, retry)
+    assert.equal(800, retry)                  -- to the end of the window (900 s; now 1000 s)
     -- ... and let anyone else try.
     local ok2, ticket = throttle.reserve("carol", "9.9.9.9")
     assert.is_true(ok2)
