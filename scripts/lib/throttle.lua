@@ -25,8 +25,8 @@
 --     checked.
 --
 -- Database outage (docs/operations.md): when the mongodb store cannot answer (unavailable,
--- timeout, overloaded), the attempt is checked against the memory store instead (logged), so the gate never opens and nobody is locked
--- out by the outage itself; the login then needs the users collection, which answers 503 with
+-- timeout, overloaded), the attempt reserves on the memory store instead (logged), so the gate
+-- never opens and nobody is locked out by the outage itself; the login then needs the users collection, which answers 503 with
 -- Retry-After while the database is down. Counters kept in MongoDB survive the outage.
 
 local core = require "luahost"
