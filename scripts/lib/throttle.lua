@@ -19,13 +19,14 @@
 --     never read again (the window is part of the _id); they are deleted by a TTL index on exp
 --     where the server has one, and by a sweep where it does not (feature-detected at start;
 --     nothing depends on either).
---   "memory": the host's own counters (luahost.ratelimit), for a single host: a check before the
---     hash and a count after a failure, so concurrent guesses can overshoot by the requests in
---     flight.
+--   "memory": the host's own counters (luahost.ratelimit), for a single host, with the same
+--     protocol: reserve before the hash, a failure keeps its reservation, a success or abandon
+--     gives it back (see memory_try), so concurrent guesses on one host let at most the limit be
+--     checked.
 --
 -- Database outage (docs/operations.md): when the mongodb store cannot answer (unavailable,
--- timeout, overloaded), the attempt is checked against the memory store instead (logged), so the gate never opens and nobody is locked
--- out by the outage itself; the login then needs the users collection, which answers 503 with
+-- timeout, overloaded), the attempt reserves on the memory store instead (logged), so the gate
+-- never opens and nobody is locked out by the outage itself; the login then needs the users collection, which answers 503 with
 -- Retry-After while the database is down. Counters kept in MongoDB survive the outage.
 
 local core = require "luahost"
@@ -42,7 +43,9 @@ local M = {}
 local setting = require("lib.settings").get
 
 -- Stored keys cap the username part; a long username is cut, which at worst makes two very long
--- names that share a prefix share a counter (stricter, never looser).
+-- names that share a prefix share a counter (stricter, never looser). The cut falls on a UTF-8
+-- character boundary: a key is a string _id, and a split character would make it invalid UTF-8,
+-- which the database binding refuses (the login would fail with 500).
 local MAX_NAME_IN_KEY = 128
 
 -- Outcomes that mean "the database did not answer", as opposed to a bug.
@@ -57,7 +60,14 @@ end
 -- The three counter keys. The address comes first and never contains "|", so the pair key is
 -- unambiguous whatever the username holds.
 function M.keys(name_key, addr)
-  local name = name_key:sub(1, MAX_NAME_IN_KEY)
+  local cut = MAX_NAME_IN_KEY
+  -- Back up over continuation bytes (10xxxxxx) so the cut never splits a character.
+  while cut > 0 and cut < #name_key do
+    local b = name_key:byte(cut + 1)
+    if b < 0x80 or b >= 0xC0 then break end
+    cut = cut - 1
+  end
+  local name = name_key:sub(1, cut)
   if addr == nil or addr == "" then addr = "-" end
   return "login:pair:" .. addr .. "|" .. name, "login:user:" .. name, "login:addr:" .. addr
 end
@@ -78,34 +88,85 @@ end
 
 local memory = {}
 
-function memory.reserve(name_key, addr)
-  local pair_max, user_max, addr_max = limits()
+-- How long an attempt waits for attempts in flight before it is refused, and how often it looks.
+-- The wait doubles from POLL_MS to POLL_MAX_MS, so a crowd of waiters does not crowd the database.
+local QUEUE_MS, POLL_MS, POLL_MAX_MS = 10000, 20, 240
+
+-- The memory store follows the mongodb store's protocol with the host's counters, which can only
+-- grow (ratelimit.incr) or be forgotten: per counter and clock-aligned window, `:a` counts
+-- reservations, `:g` the reservations given back and `:f` the failures. Reservations held or
+-- turned into failures are a - g. A reservation increments a and is kept only when a - g (its
+-- own included) stays within the limit, else it is given back at once: every reservation checks
+-- all earlier ones, so at most the limit are ever being checked or failed, whatever runs
+-- concurrently on the host's workers.
+local function mkeys(k, w)
+  local base = k .. "@" .. w
+  return base .. ":a", base .. ":g", base .. ":f"
+end
+
+local function give_back(held, window)
+  for _, k in ipairs(held) do
+    local _, g = mkeys(k, held.w)
+    ratelimit.incr(g, window)
+  end
+end
+
+-- One try -> "ok", held | "locked" | "busy", retry
+local function memory_try(name_key, addr, now_s)
+  local pair_max, user_max, addr_max, window = limits()
+  local w, ends = M.window(now_s, window)
+  local retry = max(1, math.ceil(ends - now_s))
   local pk, uk, ak = M.keys(name_key, addr)
-  local refused, retry = false, 0
+  local held = { w = w }
   for _, l in ipairs({ { pk, pair_max }, { uk, user_max }, { ak, addr_max } }) do
-    local n, after = ratelimit.count(l[1])
-    if n >= l[2] then
-      refused = true
-      if after > retry then retry = after end
+    local a, g, f = mkeys(l[1], w)
+    if ratelimit.count(f) >= l[2] then
+      give_back(held, window)
+      return "locked", retry
+    end
+    local n = ratelimit.incr(a, window)
+    held[#held + 1] = l[1]
+    if n - ratelimit.count(g) > l[2] then
+      give_back(held, window)
+      return "busy", retry
     end
   end
-  if refused then return false, max(retry, 1) end
-  return true, { store = "memory", name = name_key, addr = addr }
+  return "ok", held
+end
+
+function memory.reserve(name_key, addr)
+  local started, pause = mongo.now():ms(), POLL_MS
+  while true do
+    local now_ms = mongo.now():ms()
+    local state, held = memory_try(name_key, addr, now_ms / 1000)
+    if state == "ok" then
+      return true, { store = "memory", held = held, window = setting("login_window_s") }
+    end
+    if state == "locked" then return false, held end
+    if now_ms - started > QUEUE_MS then return false, 1 end
+    core.sleep(pause + math.random(0, pause))
+    pause = math.min(pause * 2, POLL_MAX_MS)
+  end
 end
 
 function memory.failed(t)
-  local window = setting("login_window_s")
-  local pk, uk, ak = M.keys(t.name, t.addr)
-  ratelimit.incr(pk, window)
-  ratelimit.incr(uk, window)
-  ratelimit.incr(ak, window)
+  for _, k in ipairs(t.held) do
+    local _, _, f = mkeys(k, t.held.w)
+    ratelimit.incr(f, t.window)
+  end
 end
 
 function memory.succeeded(t)
-  ratelimit.reset((M.keys(t.name, t.addr)))
+  -- The pair's failures are forgiven: each is given back, then forgotten.
+  local _, g, f = mkeys(t.held[1], t.held.w)
+  for _ = 1, ratelimit.count(f) do ratelimit.incr(g, t.window) end
+  ratelimit.reset(f)
+  give_back(t.held, t.window)
 end
 
-function memory.abandon() end
+function memory.abandon(t)
+  give_back(t.held, t.window)
+end
 
 -- ---------------------------------------------------------------------------------------------
 -- The mongodb store
@@ -153,10 +214,6 @@ local function maybe_sweep(now_s)
   end
   for _, d in ipairs(old) do attempts():delete_one({ _id = d._id }) end
 end
-
--- How long an attempt waits for attempts in flight before it is refused, and how often it looks.
--- The wait doubles from POLL_MS to POLL_MAX_MS, so a crowd of waiters does not crowd the database.
-local QUEUE_MS, POLL_MS, POLL_MAX_MS = 10000, 20, 240
 
 -- Where a counter stands for one more attempt: "ok", "busy" (failures plus attempts in flight
 -- reach the limit) or "locked" (failures alone do).
@@ -237,12 +294,26 @@ local function leave_here(pk)
   if e.n <= 0 then here[pk] = nil end
 end
 
+local reserve_mongodb
+
 function mongodb.reserve(name_key, addr)
-  local started, pause = mongo.now():ms(), POLL_MS
+  local started = mongo.now():ms()
   local pk = M.keys(name_key, addr)
   if not enter_here(pk, setting("login_max_per_pair"), started) then
     return false, 1
   end
+  -- The place taken in `here` is given back whatever happens in between, even an error raised
+  -- by the database binding: a raised error must not leave an entry per name in worker memory.
+  local ok, a, b = pcall(reserve_mongodb, name_key, addr, pk, started)
+  if not ok then
+    leave_here(pk)
+    error(a, 0)
+  end
+  return a, b
+end
+
+reserve_mongodb = function(name_key, addr, pk, started)
+  local pause = POLL_MS
   while true do
     local now_s = mongo.now():ms() / 1000
     local state, ids, exp, retry = try_reserve(name_key, addr, now_s)

@@ -469,6 +469,16 @@ function M.check_password(username, pw)
   return M.principal(doc)
 end
 
+-- Whether a failed write may still have been applied: the server may have done it and the answer
+-- been lost (a timeout, a dropped connection, or an error the binding cannot name). Only answers
+-- that say the write was refused (duplicate_key, bad_value) or never sent (overloaded) are
+-- definitive. After an ambiguous failure nothing the write would have consumed is given back:
+-- an admin count kept one lower, or a name reservation left to go stale, is the safe side.
+local DEFINITE = { duplicate_key = true, bad_value = true, overloaded = true }
+local function ambiguous(err)
+  return err ~= nil and not DEFINITE[err]
+end
+
 local function hash_password(pw)
   local hash, err = password.hash(pw)
   if hash then return hash end
@@ -504,7 +514,13 @@ function M.create(fields)
   local _
   _, err = coll():insert_one(doc)
   if err then
-    release(ident.skeleton, oid)
+    if ambiguous(err) then
+      -- The user may exist: keep its name reserved (a stale claim is recovered after the grace).
+      log.warn("creating a user failed ambiguously (" .. tostring(err) .. "); its username " ..
+               "stays reserved")
+    else
+      release(ident.skeleton, oid)
+    end
     if err == "duplicate_key" then return nil, "username_taken" end
     return nil, err
   end
@@ -535,7 +551,7 @@ end
 
 -- What update and delete read first: enough to answer 404, see a role transition and know the
 -- name to release.
-local PREV = { _id = 1, role = 1, username_skel = 1 }
+local PREV = { _id = 1, role = 1, username = 1, username_lc = 1, username_skel = 1 }
 
 -- The role condition a write that sets `role` (or deletes) pins, so that the guard's step and
 -- the write agree on the transition even when another host changes the role in between.
@@ -619,10 +635,34 @@ function update_locked(oid, changes, ident)
                                           { projection = PUBLIC, unique_fields = { "username_lc" } })
     if doc then
       if promotes then give_admin() end
+      if reserved then
+        -- Still ours? As in create: only a stall longer than the grace period could have lost
+        -- the new name's reservation; then the other claim wins and the old name (still held)
+        -- is written back. The rest of the change stays applied.
+        local still, herr = holds(ident.skeleton, oid)
+        if still == false then
+          local _, rerr = coll():find_one_and_update({ _id = oid, username_skel = ident.skeleton },
+            { ["$set"] = { username = prev.username, username_lc = prev.username_lc,
+                           username_skel = prev.username_skel } })
+          if rerr then
+            log.warn("writing back the username of " .. tostring(oid) .. " failed: " ..
+                     tostring(rerr))
+          end
+          return nil, "username_taken"
+        elseif still == nil then
+          log.warn("could not confirm the reservation of a new username: " .. tostring(herr))
+        end
+      end
       if ident and prev.username_skel ~= ident.skeleton then
         release(prev.username_skel, oid)
       end
       return doc
+    end
+    if ambiguous(err) then
+      -- The write may have been applied: keep the admin count lowered and the new name held.
+      log.warn("updating a user failed ambiguously (" .. tostring(err) .. "); " ..
+               (demotes and "the admin count stays lowered" or "nothing is given back"))
+      return nil, err
     end
     -- Nothing written: give back what this attempt took.
     if demotes then give_admin() end
@@ -662,6 +702,12 @@ function delete_locked(oid)
       -- The user first, then the name: a crash in between leaves a stale reservation.
       release(prev.username_skel, oid)
       return true
+    end
+    if not n and ambiguous(err) then
+      -- The user may be gone: keep the admin count lowered (the safe side; migrate recounts).
+      log.warn("deleting a user failed ambiguously (" .. tostring(err) .. ")" ..
+               (was_admin and "; the admin count stays lowered" or ""))
+      return nil, err
     end
     if was_admin then give_admin() end
     if not n then return nil, err end

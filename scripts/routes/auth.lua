@@ -37,7 +37,13 @@ local function login(req)
                           { ["Retry-After"] = tostring(ticket) })
   end
 
-  local user, err = users.check_password(name, pw)
+  -- Whatever the check raises, the reservation is given back (not counted) before the error
+  -- goes on: a ticket left open would hold its place in the counters and in worker memory.
+  local done, user, err = pcall(users.check_password, name, pw)
+  if not done then
+    throttle.abandon(ticket)
+    error(user, 0)
+  end
   if not user then
     if err ~= "bad_credentials" then
       throttle.abandon(ticket)

@@ -161,6 +161,23 @@ def test_memory_store_is_per_host(tmp_path):
         b.stop()
 
 
+def test_memory_store_checks_at_most_the_limit_of_concurrent_guesses(tmp_path):
+    """throttle_store = "memory" reserves before the hash too: 20 concurrent wrong guesses on one
+    host (two workers) check at most the pair limit (5)."""
+    a, b = start_fleet(tmp_path, admin_env(LUAHOST_THROTTLE_STORE="memory"))
+    try:
+        ca = Client(a)
+        admin = ca.token(ADMIN_NAME, ADMIN_PASSWORD)
+        u, _, _ = ca.new_user(admin)
+        rs = pool_map(lambda i: ca.login(u["username"], f"wrong-{i}"), range(20), 20)
+        codes = [r.status for r in rs]
+        assert set(codes) <= {401, 429}, codes
+        assert 1 <= codes.count(401) <= 5, codes
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_database_outage_at_login_is_503_never_200_or_401(tmp_path):
     """A host whose database does not answer: logins get 503 with Retry-After (the gate stays
     shut and the counters are not touched)."""

@@ -80,6 +80,16 @@ def test_login_returns_a_bearer_token_and_ignores_oauth2_fields(svc):
     assert svc.c.get(uid_path(u["id"]), token=d["access_token"]).status == 200
 
 
+def test_a_long_cjk_username_can_log_in(svc):
+    # 43 CJK characters (129 bytes): the throttle's key cut must not split a character.
+    name = "\u6f22" * 43
+    r = svc.c.create(svc.admin, name, "password-1", 30)
+    assert r.status == 201, r
+    r = svc.c.login(name, "password-1")
+    assert r.status == 200, r
+    assert svc.c.login(name, "wrong-password").status == 401
+
+
 def test_wrong_password_and_unknown_user_get_the_same_401(svc):
     u, _, _ = svc.c.new_user(svc.admin)
     wrong = svc.c.login(u["username"], "not-the-password")

@@ -492,6 +492,8 @@ describe("lib/users.lua", function()
 end)
 
 describe("lib/throttle.lua", function()
+  local attempts_double = {}
+
   it("keys the three counters by pair, username and address", function()
     local pair, user, addr = throttle.keys("alice", "10.0.0.1")
     assert.equal("login:pair:10.0.0.1|alice", pair)
@@ -508,50 +510,146 @@ describe("lib/throttle.lua", function()
     assert.equal("login:addr:-", select(3, throttle.keys("a", "")))
   end)
 
+  it("cuts a long name on a UTF-8 character boundary, so a key is always valid UTF-8", function()
+    -- 43 CJK characters are 129 bytes: a cut at 128 bytes would split the last one.
+    local cjk = string.rep("\230\188\162", 43)
+    for _, name in ipairs({ cjk, "a" .. cjk, "ab" .. cjk, string.rep("\240\159\152\128", 40) }) do
+      local pair, user = throttle.keys(name, "::1")
+      assert.is_true(json.utf8_valid(pair), pair)
+      assert.is_true(json.utf8_valid(user), user)
+      local part = user:sub(#"login:user:" + 1)
+      assert.is_true(#part <= 128 and #part >= 125)
+      assert.equal(part, name:sub(1, #part))
+    end
+  end)
+
+  it("gives back its place in worker memory when the database binding raises", function()
+    core_double.config.app.throttle_store = "mongodb"
+    local saved_coll, saved_now = mongo_double.collection, mongo_double.now
+    local raising = function() error("binding raised", 0) end
+    -- lib/throttle.lua keeps the first collection it gets: every spec here hands out this one.
+    for _, m in ipairs({ "find_one", "find_one_and_update", "find", "insert_one", "delete_one",
+                         "update_one" }) do
+      attempts_double[m] = raising
+    end
+    mongo_double.collection = function() return attempts_double end
+    mongo_double.now = function() return { ms = function() return 1000000 end } end
+    mongo_double.date = function(ms) return ms end
+    -- More attempts than the pair limit (5): each must fail with the binding's error, never
+    -- wait for places that raised attempts kept (core.sleep is absent from the double).
+    for _ = 1, 8 do
+      local ok, err = pcall(throttle.reserve, "dave", "7.7.7.7")
+      assert.is_false(ok)
+      assert.equal("binding raised", err)
+    end
+    mongo_double.collection, mongo_double.now = saved_coll, saved_now
+    core_double.config.app.throttle_store = nil
+  end)
+
   it("aligns windows to the clock, so every host counts in the same one", function()
     assert.same({ 1, 1800 }, { throttle.window(1799, 900) })
     assert.same({ 1, 1800 }, { throttle.window(1800 - 0.001, 900) })
     assert.same({ 2, 2700 }, { throttle.window(1800, 900) })
   end)
 
-  it("memory store: refuses once any counter reaches its limit, with the longest wait", function()
-    core_double.config.app.throttle_store = "memory"
-    local counts = { ["login:pair:1.2.3.4|alice"] = { 5, 100 }, ["login:user:alice"] = { 3, 700 } }
-    ratelimit_double.count = function(key)
-      local c = counts[key]
-      if c then return c[1], c[2] end
-      return 0, 0
+  -- luahost.ratelimit's semantics in Lua (counters that only grow or are forgotten), on a fake
+  -- clock that core.sleep advances.
+  local function memory_host()
+    local clock, counters = 1000000, {}
+    ratelimit_double.count = function(key) return counters[key] or 0, 0 end
+    ratelimit_double.incr = function(key)
+      counters[key] = (counters[key] or 0) + 1
+      return counters[key], 0
     end
-    local ok, retry = throttle.reserve("alice", "1.2.3.4")
+    ratelimit_double.reset = function(key) counters[key] = nil end
+    mongo_double.now = function() return { ms = function() return clock end } end
+    core_double.sleep = function(ms) clock = clock + ms end
+    core_double.config.app.throttle_store = "memory"
+    return function()
+      ratelimit_double.count = function() return 0, 0 end
+      ratelimit_double.incr = function() end
+      ratelimit_double.reset = function() end
+      core_double.sleep = nil
+      core_double.config.app.throttle_store = nil
+    end
+  end
+
+  it("memory store: reserves before the check, so concurrent guesses stay within the limit",
+     function()
+    local restore = memory_host()
+    -- Five attempts on one pair in flight at once (the pair limit): a sixth waits, then is
+    -- refused, however many come.
+    local tickets = {}
+    for i = 1, 5 do
+      local ok, t = throttle.reserve("alice", "1.2.3.4")
+      assert.is_true(ok)
+      tickets[i] = t
+    end
+    for _ = 1, 3 do
+      local ok, retry = throttle.reserve("alice", "1.2.3.4")
+      assert.is_false(ok)
+      assert.equal(1, retry)
+    end
+    -- Another address is not held up by this pair.
+    assert.is_true((throttle.reserve("alice", "5.6.7.8")))
+    -- A success or an abandoned check gives its place back; a failure keeps it.
+    throttle.succeeded(tickets[1])
+    throttle.abandon(tickets[2])
+    throttle.failed(tickets[3])
+    local ok, t = throttle.reserve("alice", "1.2.3.4")
+    assert.is_true(ok)
+    throttle.failed(t)
+    ok, t = throttle.reserve("alice", "1.2.3.4")
+    assert.is_true(ok)
+    throttle.failed(t)
+    throttle.failed(tickets[4])
+    throttle.failed(tickets[5])
+    -- Five failures: locked until the window ends (clock 1000 s, window 900 s: 800 s left).
+    local retry
+    ok, retry = throttle.reserve("alice", "1.2.3.4")
     assert.is_false(ok)
-    assert.equal(100, retry)                  -- only the pair counter is over its limit
-    counts["login:pair:1.2.3.4|alice"] = { 4, 100 }
-    assert.is_true((throttle.reserve("alice", "1.2.3.4")))
-    counts["login:user:alice"] = { 20, 700 }
-    ok, retry = throttle.reserve("alice", "5.6.7.8")
-    assert.is_false(ok)
-    assert.equal(700, retry)
-    core_double.config.app.throttle_store = nil
+    assert.is_true(retry > 700 and retry <= 800, tostring(retry))
+    restore()
+  end)
+
+  it("memory store: a success forgives the pair's failures", function()
+    local restore = memory_host()
+    for _ = 1, 4 do
+      local _, t = throttle.reserve("erin", "1.2.3.4")
+      throttle.failed(t)
+    end
+    local _, t = throttle.reserve("erin", "1.2.3.4")
+    throttle.succeeded(t)
+    for _ = 1, 5 do
+      local ok
+      ok, t = throttle.reserve("erin", "1.2.3.4")
+      assert.is_true(ok)
+      throttle.failed(t)
+    end
+    assert.is_false((throttle.reserve("erin", "1.2.3.4")))
+    restore()
   end)
 
   it("falls back to the memory store when the database does not answer", function()
     local saved = mongo_double.collection
-    mongo_double.collection = function()
-      local fail = function() return nil, "unavailable" end
-      return { find_one = fail, find_one_and_update = fail, insert_one = fail,
-               delete_one = fail, update_one = fail, find = fail }
+    local fail = function() return nil, "unavailable" end
+    for _, m in ipairs({ "find_one", "find_one_and_update", "find", "insert_one", "delete_one",
+                         "update_one" }) do
+      attempts_double[m] = fail
     end
+    mongo_double.collection = function() return attempts_double end
     mongo_double.now = function() return { ms = function() return 1000000 end } end
     mongo_double.date = function(ms) return ms end
     mongo_double.build_info = function() return { version = "7.0" } end
     ratelimit_double.count = function(key)
-      if key == "login:pair:9.9.9.9|bob" then return 5, 60 end
+      if key:find("^login:pair:9%.9%.9%.9|bob@%d+:f$") then return 5, 60 end
       return 0, 0
     end
+    ratelimit_double.incr = function() return 1, 0 end
     -- The host's own counters still refuse a locked-out pair ...
     local ok, retry = throttle.reserve("bob", "9.9.9.9")
     assert.is_false(ok)
-    assert.equal(60, retry)
+    assert.equal(800, retry)                  -- to the end of the window (900 s; now 1000 s)
     -- ... and let anyone else try.
     local ok2, ticket = throttle.reserve("carol", "9.9.9.9")
     assert.is_true(ok2)
