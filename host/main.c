@@ -51,6 +51,16 @@ static void close_walk(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
+/* Tears down a command's own loop: its completion queue, every handle left, then the VM. */
+static void close_loop(uv_loop_t *loop, lh_cq_t *cq, lh_vm_t *vm) {
+  if (cq)
+    lh_cq_close(cq);
+  uv_walk(loop, close_walk, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  lh_vm_free(vm);
+  uv_loop_close(loop);
+}
+
 /* Runs a script command on a loop of its own: it may use the database and hashing like a request.
  */
 static int run_command(const lh_config_t *cfg, const char *name, int argc, char **argv) {
@@ -71,12 +81,7 @@ static int run_command(const lh_config_t *cfg, const char *name, int argc, char 
     fprintf(stderr, "luahost: %s\n", err[0] ? err : lh_strerror(rc));
   }
   lh_pools_destroy_all(); /* delivers nothing: every job of the command has completed */
-  if (cq)
-    lh_cq_close(cq);
-  uv_walk(&loop, close_walk, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  lh_vm_free(vm);
-  uv_loop_close(&loop);
+  close_loop(&loop, cq, vm);
   return res.done && res.ok ? 0 : 1;
 }
 
@@ -117,12 +122,7 @@ static int run_check(const lh_config_t *cfg) {
   else
     printf("luahost check: ok: generation %s, %s (configuration %s, scripts %s)\n",
            lh_vm_generation(vm), res.text, cfg->source, cfg->scripts);
-  if (cq)
-    lh_cq_close(cq);
-  uv_walk(&loop, close_walk, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  lh_vm_free(vm);
-  uv_loop_close(&loop);
+  close_loop(&loop, cq, vm);
   return rc == 0 && res.done && res.ok ? 0 : 1;
 }
 
