@@ -63,6 +63,19 @@ static inline unsigned lh_test_time_scale(void) {
   return RUNNING_ON_VALGRIND ? 40u : 1u;
 }
 
+/* Writes text to dir/rel (a fixture file); aborts when it cannot, since the test is then moot. */
+#include <stdio.h>
+#include <stdlib.h>
+static inline void lh_test_write_file(const char *dir, const char *rel, const char *text) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", dir, rel);
+  FILE *f = fopen(path, "w");
+  if (!f)
+    abort();
+  fputs(text, f);
+  fclose(f);
+}
+
 static inline int lh_test_done(void) {
   printf("%d passed, %d failed\n", lh_test_passed, lh_test_failed);
   return lh_test_failed ? 1 : 0;

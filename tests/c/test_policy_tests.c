@@ -17,13 +17,7 @@ static lh_cq_t *cq;
 static lh_config_t cfg;
 
 static void write_file(const char *rel, const char *src) {
-  char path[256];
-  snprintf(path, sizeof(path), "%s/%s", dir, rel);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    abort();
-  fputs(src, f);
-  fclose(f);
+  lh_test_write_file(dir, rel, src);
 }
 
 typedef struct {

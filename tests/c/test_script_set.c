@@ -12,14 +12,7 @@
 #include "script_set.h"
 
 static void put(const char *root, const char *rel, const char *text) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", root, rel);
-  FILE *f = fopen(path, "w");
-  LH_CHECK(f != NULL);
-  if (f) {
-    fputs(text, f);
-    fclose(f);
-  }
+  lh_test_write_file(root, rel, text);
 }
 
 static void make_tree(char *root, size_t len) {

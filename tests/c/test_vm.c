@@ -18,13 +18,7 @@
 static char dir[] = "/tmp/lh_test_vm.XXXXXX";
 
 static void write_file(const char *rel, const char *src) {
-  char path[256];
-  snprintf(path, sizeof(path), "%s/%s", dir, rel);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    abort();
-  fputs(src, f);
-  fclose(f);
+  lh_test_write_file(dir, rel, src);
 }
 
 /* ---- a test module whose function waits on a pool job ---- */
