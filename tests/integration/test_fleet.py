@@ -130,7 +130,11 @@ def test_fifty_concurrent_wrong_guesses_from_fifty_addresses_check_at_most_the_u
     print(f"\n  fleet: 50 concurrent wrong guesses, 50 addresses, two hosts: {checked} checked "
           f"({DB_KIND})")
     assert set(codes) <= {401, 429}, codes
-    assert 1 <= checked <= 20, codes
+    # The shared counters hold the user limit for the fleet. When they did not answer in time
+    # (a loaded FerretDB), each host's own counters decided, as docs/operations.md says: then the
+    # bound is the limit per host, and the log says why.
+    fell_back = sum("this host's own counters decide" in c.host.logs() for c in (ca, cb))
+    assert 1 <= checked <= 20 * max(1, fell_back), (fell_back, codes)
     # now locked for everyone, even with the right password
     assert ca.login(u["username"], pw, headers=xff(other_address())).status == 429
 
