@@ -100,6 +100,10 @@ typedef struct lh_conn_s {
   char client[64];               /* the peer's address */
   char client_eff[64]; /* the client's address: the peer, or X-Forwarded-For via a trusted proxy */
   char request_id[80];
+  /* The route template the current request matched ("/users/{id}"), a reserved path the host
+   * answered ("/healthz"), or "" (no route): for logs and metrics, never the raw path. Copied at
+   * dispatch: the generation that owns the template may be retired before the response is out. */
+  char route[256];
   char cors_origin[256]; /* the request's Origin when it is allowed; empty otherwise */
 } lh_conn_t;
 
@@ -406,8 +410,10 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   atomic_fetch_add(&srv->requests, 1);
   if (status >= 0 && status < LH_STATUS_SLOTS)
     atomic_fetch_add(&srv->status_count[status], 1);
-  if (!srv->cfg->access_log || lh_log_get_level() > LH_LOG_INFO)
+  if (!srv->cfg->access_log || lh_log_get_level() > LH_LOG_INFO) {
+    c->route[0] = '\0';
     return;
+  }
   const lh_request_t *r = &c->http.req;
   double ms = (double)(lh_now_ns() - c->started_ns) / 1e6;
   lh_buf_t b;
@@ -423,10 +429,13 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   lh_buf_put_json_string(&b, r->method ? r->method : "", r->method ? strlen(r->method) : 0);
   lh_buf_puts(&b, ",\"path\":");
   lh_buf_put_json_string(&b, r->path ? r->path : "", r->path ? r->path_len : 0);
+  lh_buf_puts(&b, ",\"route\":");
+  lh_buf_put_json_string(&b, c->route, strlen(c->route));
   lh_buf_printf(&b, ",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%.3f}", status, bytes, ms);
   if (!b.failed)
     lh_log_json(LH_LOG_INFO, b.data, b.len);
   lh_buf_free(&b);
+  c->route[0] = '\0';
 }
 
 /* ---- responses the host makes itself ---- */
@@ -537,6 +546,7 @@ static int serve_reserved(lh_conn_t *c, int method) {
   int which = lh_reserved_path(r->path, r->path_len);
   if (which < 0)
     return 0;
+  snprintf(c->route, sizeof(c->route), "%s", lh_reserved_path_name((lh_reserved_t)which, NULL));
   lh_endpoint_answer_t a;
   lh_endpoint_answer(&a, (lh_reserved_t)which, method, c->w->srv, lh_vm_generation(c->w->vm));
   if (a.body.failed)
@@ -623,6 +633,7 @@ static void handle_request(lh_conn_t *c) {
   lh_client_address(cfg, c->client, req, c->client_eff, sizeof(c->client_eff));
   lh_client_cors_origin(cfg, req, c->cors_origin, sizeof(c->cors_origin));
   int method = req->method_id;
+  c->route[0] = '\0';
   if (serve_reserved(c, method))
     return;
   const lh_router_t *router = lh_vm_router(w->vm);
@@ -653,6 +664,7 @@ static void handle_request(lh_conn_t *c) {
     }
     return;
   }
+  snprintf(c->route, sizeof(c->route), "%s", lh_vm_route_template(w->vm, ex->match.route_id));
   ex->req = req;
   ex->request_id = c->request_id;
   ex->client_addr = c->client_eff;

@@ -50,6 +50,12 @@ static int traceback(lua_State *L) {
 static int add_routes(lh_vm_t *vm, char *err, size_t errlen) {
   lua_State *L = vm->L;
   int nroutes = (int)lua_objlen(L, -1);
+  vm->templates = calloc((size_t)nroutes + 1, sizeof(char *));
+  if (!vm->templates) {
+    snprintf(err, errlen, "out of memory");
+    return LH_ENOMEM;
+  }
+  vm->ntemplates = nroutes;
   for (int i = 1; i <= nroutes; i++) {
     lua_rawgeti(L, -1, i);
     lua_getfield(L, -1, "method");
@@ -69,6 +75,10 @@ static int add_routes(lh_vm_t *vm, char *err, size_t errlen) {
       snprintf(why, sizeof(why), "path '%s' is reserved for the host", path);
     } else {
       rc = lh_router_add(vm->router, (lh_method_t)m, path, i, why, sizeof(why));
+      if (rc == 0 && !(vm->templates[i] = strdup(path))) {
+        snprintf(why, sizeof(why), "out of memory");
+        rc = LH_ENOMEM;
+      }
     }
     lua_pop(L, 4);
     if (rc != 0) {
@@ -204,6 +214,10 @@ void lh_vm_free(lh_vm_t *vm) {
   if (vm->L)
     lua_close(vm->L);
   lh_router_free(vm->router);
+  if (vm->templates)
+    for (int i = 0; i <= vm->ntemplates; i++)
+      free(vm->templates[i]);
+  free(vm->templates);
   free(vm);
 }
 
@@ -213,6 +227,12 @@ int lh_vm_busy(const lh_vm_t *vm) {
 
 const lh_router_t *lh_vm_router(const lh_vm_t *vm) {
   return vm->router;
+}
+
+const char *lh_vm_route_template(const lh_vm_t *vm, int route_id) {
+  if (route_id < 1 || route_id > vm->ntemplates || !vm->templates[route_id])
+    return "";
+  return vm->templates[route_id];
 }
 
 const char *lh_vm_generation(const lh_vm_t *vm) {

@@ -39,6 +39,9 @@ int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t
 void lh_vm_free(lh_vm_t *vm);
 int lh_vm_busy(const lh_vm_t *vm);
 const lh_router_t *lh_vm_router(const lh_vm_t *vm);
+/* The path template a route was declared with ("/users/{id}"), "" for an unknown id. Owned by
+ * the VM. */
+const char *lh_vm_route_template(const lh_vm_t *vm, int route_id);
 const char *lh_vm_generation(const lh_vm_t *vm);
 const lh_config_t *lh_vm_config(const lh_vm_t *vm);
 /* The VM of a Lua state (any of its coroutines), or NULL for a state no VM created. */

@@ -25,8 +25,10 @@ struct lh_vm_s {
   int command_ref; /* runtime.command_runner(gen) */
   int gen_ref;     /* the generation table (the policy tests run against it) */
   int has_start_hooks;
-  int routes_ref; /* the generation's route list, for names in logs */
-  int busy;       /* tasks running or suspended on this state */
+  int routes_ref;   /* the generation's route list, for names in logs */
+  char **templates; /* route id (1-based) -> its path template, as declared */
+  int ntemplates;
+  int busy; /* tasks running or suspended on this state */
   lh_budget_t budget;
   lh_memory_t memory;
   lh_sched_t sched;
