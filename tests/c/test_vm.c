@@ -57,7 +57,7 @@ static int vmtest_open(lua_State *L) {
 }
 
 static const lh_module_t vmtest_module = {"luahost.vmtest", vmtest_open, NULL, NULL,
-                                          LH_MODULE_SCRIPTS};
+                                          LH_MODULE_SCRIPTS, NULL};
 
 /* ---- the loopback exchange ---- */
 

@@ -99,4 +99,4 @@ static int test_init(const lh_config_t *cfg, char *err, size_t errlen) {
 static void test_cleanup(void) {}
 
 const lh_module_t lh_test_module = {"luahost.test", test_open, test_init, test_cleanup,
-                                    LH_MODULE_SCRIPTS};
+                                    LH_MODULE_SCRIPTS, NULL};
