@@ -64,8 +64,8 @@ static int connect_admin(const char *listen, char *err, size_t errlen) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
-    snprintf(err, errlen, "cannot reach the admin listener on %s: %s (is luahost running?)",
-             listen, strerror(errno));
+    snprintf(err, errlen, "cannot reach the admin listener on %s: %s (is luahost running?)", listen,
+             strerror(errno));
     close(fd);
     return -1;
   }

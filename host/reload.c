@@ -259,8 +259,8 @@ static void on_fixed(const char *name, int reloadable, void *ud) {
 }
 
 /* Builds, validates, prepares and commits one candidate. On failure writes why into err. */
-static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t errlen,
-                       char *restart, size_t restartlen) {
+static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t errlen, char *restart,
+                       size_t restartlen) {
   lh_server_t *srv = r->srv;
   const lh_config_t *live = lh_gen_config(r->live);
   lh_config_t *cfg = malloc(sizeof(*cfg));
@@ -269,8 +269,8 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
   lh_gen_t *gen = NULL;
   char why[1024] = "";
   int rc = cfg && vms ? 0 : LH_ENOMEM;
-  if (rc == 0 && (rc = lh_config_load(cfg, r->config_path[0] ? r->config_path : NULL, why,
-                                      sizeof(why))) != 0)
+  if (rc == 0 &&
+      (rc = lh_config_load(cfg, r->config_path[0] ? r->config_path : NULL, why, sizeof(why))) != 0)
     snprintf(err, errlen, "configuration: %s", why);
   if (rc == 0) {
     /* Options that need a restart keep their live values; the status names them. */
@@ -456,9 +456,8 @@ int lh_reloader_start(lh_reloader_t **out, lh_server_t *srv, const char *config_
   uv_async_init(&r->loop, &r->kick, on_kick);
   uv_async_init(&r->loop, &r->stop, on_stop);
   r->kick.data = r->stop.data = r;
-  if (live->cfg.watch &&
-      lh_watch_start(&r->watch, &r->loop, live->cfg.scripts, LH_RELOAD_QUIET_MS, on_tree_quiet,
-                     r) != 0)
+  if (live->cfg.watch && lh_watch_start(&r->watch, &r->loop, live->cfg.scripts, LH_RELOAD_QUIET_MS,
+                                        on_tree_quiet, r) != 0)
     lh_warn("cannot watch %s: scripts reload on SIGHUP or POST /admin/reload only",
             live->cfg.scripts);
   if (uv_thread_create(&r->thread, reload_thread, r) != 0) {

@@ -558,8 +558,8 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, const char *config
     return rc;
   }
   if (srv->admin_port)
-    lh_info("admin listener on %s:%d (health, metrics, reload)%s", srv->admin_host,
-            srv->admin_port, cfg->admin_token[0] ? ", bearer token required" : "");
+    lh_info("admin listener on %s:%d (health, metrics, reload)%s", srv->admin_host, srv->admin_port,
+            cfg->admin_token[0] ? ", bearer token required" : "");
   return 0;
 }
 
@@ -654,9 +654,9 @@ static void on_signal(uv_signal_t *s, int signum) {
   }
   m->first_signal = now;
   lh_info("received %s: draining for %d ms, then stopping",
-          signum == SIGTERM   ? "SIGTERM"
-          : signum == SIGINT  ? "SIGINT"
-                              : "SIGQUIT",
+          signum == SIGTERM  ? "SIGTERM"
+          : signum == SIGINT ? "SIGINT"
+                             : "SIGQUIT",
           m->srv->cfg->drain_delay_ms);
   atomic_store(&m->srv->draining, 1);
   /* No generation may change while the workers stop: a reload in progress finishes first. */

@@ -26,10 +26,10 @@ struct lh_worker_s {
   uv_thread_t thread;
   uv_loop_t loop;
   uv_tcp_t listener;
-  int listener_open;            /* the listener handle was initialised and must be closed */
-  uv_tcp_t admin;               /* worker 0: the admin listener (admin_listen) */
+  int listener_open; /* the listener handle was initialised and must be closed */
+  uv_tcp_t admin;    /* worker 0: the admin listener (admin_listen) */
   int admin_open;
-  uv_async_t mail;              /* work posted by other threads (lh_worker_post) */
+  uv_async_t mail; /* work posted by other threads (lh_worker_post) */
   uv_mutex_t mail_mu;
   lh_mail_t *mail_head, *mail_tail;
   uv_timer_t reap;              /* frees retired VMs once their last request ended */
@@ -64,7 +64,7 @@ struct lh_worker_s {
 struct lh_server_s {
   const lh_config_t *cfg; /* as started: what only a restart changes (listen, workers, ...) */
   const char *config_path;
-  lh_gen_t *gen0;                 /* the generation the workers start with */
+  lh_gen_t *gen0;                   /* the generation the workers start with */
   const lh_script_set_t *start_set; /* its scripts, read once for every worker */
   lh_reloader_t *reloader;
   char admin_host[256];

@@ -33,7 +33,8 @@ static const lh_module_t builtin[] = {
      LH_MODULE_SCRIPTS, NULL},
     {"luahost.jwt", luaopen_luahost_jwt, lh_jwt_init, lh_jwt_cleanup, LH_MODULE_SCRIPTS,
      lh_jwt_reload},
-    {"luahost.mongo", luaopen_luahost_mongo, lh_mongo_init, lh_mongo_cleanup, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.mongo", luaopen_luahost_mongo, lh_mongo_init, lh_mongo_cleanup, LH_MODULE_SCRIPTS,
+     NULL},
     {"luahost.unicode", luaopen_luahost_unicode, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
 };
 
