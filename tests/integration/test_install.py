@@ -28,8 +28,10 @@ def run(*cmd, timeout=300, **kw):
 
 
 def host_env(db_name, port):
-    """Only what a deployment sets in the environment: the database, the secret, the port."""
-    return {
+    """Only what a deployment sets in the environment: the database, the secret, the port (and
+    the sanitizer options of a sanitizer build, which scripts/test sets)."""
+    env = {k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")}
+    return env | {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "LUAHOST_LISTEN": f"127.0.0.1:{port}",
         "LUAHOST_WORKERS": "1",
