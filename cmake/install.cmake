@@ -28,7 +28,8 @@ install(FILES README.md docs/architecture.md docs/lua-api.md docs/operations.md
 install(CODE "set(LH_SOURCE_DIR \"${CMAKE_SOURCE_DIR}\")
 set(LH_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
 set(LH_SCRIPTS_DEST \"${LH_SCRIPTS_DEST}\")
-set(LH_SYSCONFDIR \"${CMAKE_INSTALL_SYSCONFDIR}\")")
+set(LH_SYSCONFDIR \"${CMAKE_INSTALL_SYSCONFDIR}\")
+set(LH_DOCDIR \"${CMAKE_INSTALL_DOCDIR}\")")
 install(SCRIPT cmake/install_config.cmake)
 
 # ---- the .deb: `cpack -G DEB` in the build directory (packaging/debian/ has the maintainer
@@ -48,8 +49,8 @@ set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION web)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# postinst creates the `luahost` system user with useradd (passwd) and the secret with od (coreutils).
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, coreutils")
+# postinst creates the `luahost` system user with useradd (passwd; coreutils is essential).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_SOURCE_DIR}/packaging/debian/conffiles ${CMAKE_SOURCE_DIR}/packaging/debian/postinst
     ${CMAKE_SOURCE_DIR}/packaging/debian/prerm ${CMAKE_SOURCE_DIR}/packaging/debian/postrm)

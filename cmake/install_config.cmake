@@ -12,6 +12,7 @@ endif()
 set(LH_INSTALLED_BINARY "${prefix}/${LH_BINDIR}/luahost")
 set(LH_INSTALLED_CONFIG "${confdir}/luahost.conf")
 set(LH_INSTALLED_CONFDIR "${confdir}")
+set(LH_INSTALLED_DOCDIR "${prefix}/${LH_DOCDIR}")
 set(scripts "${prefix}/${LH_SCRIPTS_DEST}")
 
 # config/luahost.conf stays the one documented configuration: only the `scripts` line changes.

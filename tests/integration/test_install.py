@@ -209,6 +209,9 @@ def test_the_deb_installs_serves_and_goes(stage, tmp_path):
         run("dpkg", "-i", deb)
         assert dpkg_installed("luahost")
         assert os.access("/usr/bin/luahost", os.X_OK)
+        # Stripped, and with no path into the source tree (host/lua is embedded).
+        with open("/usr/bin/luahost", "rb") as f:
+            assert ROOT.encode() not in f.read()
         conf = open("/etc/luahost/luahost.conf").read()
         assert '  scripts = "/usr/share/luahost/scripts",\n' in conf
         assert os.path.isfile("/usr/share/luahost/scripts/routes/users.lua")
