@@ -205,6 +205,9 @@ def test_the_deb_installs_serves_and_goes(stage, tmp_path):
         assert lib in info, info
     files = run("dpkg-deb", "-c", deb).stdout
     assert "./usr/bin/luahost\n" in files and "luahost-test" not in files
+    # Debian leaves a package's system user after a purge; the test leaves the machine as it found
+    # it, so that each run proves the postinst creates the user.
+    user_existed = subprocess.run(["getent", "passwd", "luahost"], capture_output=True).returncode == 0
     try:
         run("dpkg", "-i", deb)
         assert dpkg_installed("luahost")
@@ -242,3 +245,5 @@ def test_the_deb_installs_serves_and_goes(stage, tmp_path):
     finally:
         if dpkg_known("luahost"):
             subprocess.run(["dpkg", "-P", "luahost"], capture_output=True, timeout=120)
+        if not user_existed:
+            subprocess.run(["userdel", "luahost"], capture_output=True, timeout=60)
