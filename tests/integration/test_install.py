@@ -140,6 +140,19 @@ def test_the_installed_configuration_is_the_documented_one_naming_the_installed_
     assert conf != src
 
 
+def test_destdir_stages_without_writing_the_staging_path_into_the_files(stage, tmp_path):
+    # `stage` brought the build directory up to date.
+    dest = tmp_path / "destdir"
+    run("cmake", "--install", BUILD, "--prefix", "/usr", env=dict(os.environ, DESTDIR=str(dest)))
+    assert os.access(dest / "usr" / "bin" / "luahost", os.X_OK)
+    conf = (dest / "etc" / "luahost" / "luahost.conf").read_text()  # /usr keeps it in /etc
+    assert '  scripts = "/usr/share/luahost/scripts",\n' in conf
+    assert (dest / "usr" / "share" / "luahost" / "scripts" / "app.lua").is_file()
+    svc = dict(read_unit(dest / "usr" / "lib" / "systemd" / "system" / "luahost.service")["Service"])
+    assert svc["ExecStart"] == "/usr/bin/luahost --config /etc/luahost/luahost.conf"
+    assert str(dest) not in conf and str(dest) not in str(svc)
+
+
 def test_the_installed_binary_checks_and_serves_from_any_directory(stage, tmp_path):
     conf = str(stage / "etc" / "luahost" / "luahost.conf")
     binary = str(stage / "bin" / "luahost")
