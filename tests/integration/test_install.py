@@ -34,6 +34,8 @@ def host_env(db_name, port):
     return env | {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "LUAHOST_LISTEN": f"127.0.0.1:{port}",
+        # a port of its own: the default 127.0.0.1:9180 may be another test host's
+        "LUAHOST_ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
         "LUAHOST_WORKERS": "1",
         "LUAHOST_MONGODB_URI": MONGODB_URI,
         "LUAHOST_DB": db_name,
