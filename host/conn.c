@@ -557,6 +557,13 @@ static int serve_reserved(lh_conn_t *c, int method) {
   if (which == LH_RESERVED_ADMIN)
     return 0; /* the admin listener: serve_admin; the public one: the routes */
   if (!admin && which == LH_RESERVED_METRICS && !c->w->cfg->public_metrics) {
+    /* It was public before the admin listener existed: say once where it went. */
+    static atomic_int told;
+    if (!atomic_exchange(&told, 1))
+      lh_warn("GET /metrics on the public listener: metrics are served on the admin listener "
+              "(admin_listen, %s); set public_metrics = true (LUAHOST_PUBLIC_METRICS=1) to keep "
+              "them on the public one too",
+              c->w->srv->cfg->admin_listen);
     send_error(c, 404, "Not found", "not_found", NULL);
     return 1;
   }
