@@ -161,6 +161,14 @@ static void test_concurrent_writers(void) {
   pthread_t th[THREADS];
   for (int i = 0; i < THREADS; i++)
     LH_CHECK_INT(pthread_create(&th[i], NULL, writer, NULL), 0);
+  for (int k = 0; k < 20; k++) { /* scrapes while the writers run: well-formed every time */
+    char *t = render();
+    LH_CHECK(strstr(t, "# TYPE process_open_fds gauge\n") != NULL);
+    LH_CHECK_INT(count_lines(t, "luahost_http_request_duration_seconds_bucket{"),
+                 count_lines(t, "luahost_http_request_duration_seconds_count{") *
+                     (LH_METRICS_BUCKETS + 1));
+    free(t);
+  }
   for (int i = 0; i < THREADS; i++)
     pthread_join(th[i], NULL);
   char *t = render();
