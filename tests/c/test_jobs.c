@@ -132,8 +132,9 @@ static void test_queue_and_busy(void) {
   LH_CHECK_INT(lh_pool_queued(pool), 2);
   LH_CHECK_INT(lh_pool_rejected(pool), 0);
   LH_CHECK_INT(lh_pool_submit(pool, &d.job, cq), LH_EBUSY);
-  LH_CHECK_INT(lh_pool_rejected(pool), 1); /* counted for luahost_pool_jobs_rejected_total */
-  LH_CHECK_INT(d.done_calls, 0);           /* a failed submit calls nothing */
+  /* counted for luahost_pool_jobs_rejected_total */
+  LH_CHECK_INT(lh_pool_rejected(pool), 1);
+  LH_CHECK_INT(d.done_calls, 0); /* a failed submit calls nothing */
   uv_sem_post(&gate);
   run_until(&loop, 3);
   LH_CHECK_INT(g_done_order[0], 1);
