@@ -31,6 +31,7 @@
 #include "admin.h"
 #include "lh.h"
 #include "log.h"
+#include "metrics.h"
 #include "client.h"
 #include "endpoints.h"
 #include "response.h"
@@ -415,6 +416,7 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   atomic_fetch_add(&srv->requests, 1);
   if (status >= 0 && status < LH_STATUS_SLOTS)
     atomic_fetch_add(&srv->status_count[status], 1);
+  lh_metrics_request(c->http.req.method, c->route, status, lh_now_ns() - c->started_ns);
   if (!c->w->cfg->access_log || lh_log_get_level() > LH_LOG_INFO) {
     c->route[0] = '\0';
     return;

@@ -8,6 +8,7 @@
 
 #include "lh.h"
 #include "log.h"
+#include "metrics.h"
 #include "register.h"
 #include "server.h"
 #include "timefmt.h"
@@ -367,6 +368,7 @@ static void run_reload(lh_reloader_t *r) {
   snprintf(e->error, sizeof(e->error), "%s", rc == 0 ? "" : err);
   e->duration_ms = ms;
   r->last_ok = rc == 0;
+  lh_metrics_reload(rc == 0);
   if (rc == 0) {
     r->n_ok++;
     memcpy(r->live_id, generation, 17);

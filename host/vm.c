@@ -19,6 +19,7 @@
 
 #include "lh.h"
 #include "log.h"
+#include "metrics.h"
 #include "pattern.h"
 #include "register.h"
 #include "script_set.h"
@@ -336,6 +337,8 @@ static void resume_task(lh_task_t *t, int nargs) {
   vt->used_bytes = lh_memory_disarm(&vm->memory);
   /* LH_VM_MEMORY: past its memory share; LH_VM_BUDGET: past its time */
   int exceeded = vm->memory.exceeded ? LH_VM_MEMORY : vm->budget.exceeded ? LH_VM_BUDGET : 0;
+  if (exceeded == LH_VM_BUDGET)
+    lh_metrics_budget_exceeded();
   lh_budget_disarm(&vm->budget, vm->L);
   vt->used_ns += lh_now_ns() - start;
 

@@ -18,6 +18,7 @@ static const lh_module_t builtin[] = {
     /* the host's own modules */
     {"luahost", lh_lua_core_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
     {"luahost.log", lh_lua_log_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.metrics", lh_lua_metrics_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
     {"luahost.json", luaopen_luahost_json, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
     {"luahost.ratelimit", luaopen_luahost_ratelimit, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
     {"luahost.admin", lh_lua_admin_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},

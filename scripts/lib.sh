@@ -12,6 +12,7 @@ LH_APT_PACKAGES=(
   libsodium-dev libcrypt-dev libicu-dev lua-busted
   valgrind wrk nginx libnginx-mod-http-lua python3-venv curl clang-format clang
   dpkg-dev patch systemd  # test_install (cpack's dpkg-shlibdeps, systemd-analyze), the examples' patches
+  prometheus # promtool: tests/integration/test_metrics.py checks /metrics with it
 )
 
 log() { echo "==> $*" >&2; }
