@@ -27,6 +27,7 @@ static const lh_module_t builtin[] = {
     {"luahost.loader", NULL, NULL, NULL, 0},
     {"luahost.runtime", NULL, NULL, NULL, 0},
     {"luahost.policy_tests", NULL, NULL, NULL, 0},
+    {"luahost.openapi", NULL, NULL, NULL, 0},
     /* native bindings */
     {"luahost.password", luaopen_luahost_password, lh_password_init, lh_password_cleanup,
      LH_MODULE_SCRIPTS},
