@@ -102,7 +102,7 @@ static int write_index(lh_docs_t *d) {
       "    deepLinking: true,\n"
       "    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],\n"
       "    plugins: [SwaggerUIBundle.plugins.DownloadUrl],\n"
-      "    layout: \"StandaloneLayout\"\n"
+      "    layout: \"BaseLayout\"\n"
       "  });\n"
       "};\n"
       "</script>\n"

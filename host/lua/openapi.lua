@@ -21,7 +21,8 @@ local json = require "luahost.json"
 local type, pairs, ipairs, tostring, tonumber, select, setmetatable, error =
   type, pairs, ipairs, tostring, tonumber, select, setmetatable, error
 local concat, sort = table.concat, table.sort
-local encode_scalar, array, is_array = json.encode, json.array, json.is_array
+local encode_scalar, array, is_array, utf8_valid =
+  json.encode, json.array, json.is_array, json.utf8_valid
 
 local M = {}
 
@@ -55,6 +56,11 @@ local function put(t, k, v)
 end
 
 local function encode_value(v, out)
+  if type(v) == "string" and not utf8_valid(v) then
+    -- The host's encoder passes bytes through; a description must be valid JSON text.
+    error("openapi: a string of the declarations is not valid UTF-8: " ..
+          encode_scalar((v:gsub("[\128-\255]", "?"))), 0)
+  end
   if type(v) ~= "table" then
     out[#out + 1] = encode_scalar(v)
     return
@@ -80,7 +86,7 @@ local function encode_value(v, out)
   out[#out + 1] = "{"
   for i, k in ipairs(keys) do
     if i > 1 then out[#out + 1] = "," end
-    out[#out + 1] = encode_scalar(k)
+    encode_value(k, out)
     out[#out + 1] = ":"
     encode_value(v[k], out)
   end

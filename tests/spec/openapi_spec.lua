@@ -300,3 +300,14 @@ describe("the loader's `responses` key", function()
     end
   end)
 end)
+
+describe("luahost.openapi text", function()
+  it("refuses a declaration that is not valid UTF-8 (the host then serves a minimal document)",
+     function()
+    local ok, err = pcall(openapi.build, { policies = { public = {} }, routes = { {
+      method = "GET", path = "/a", name = "a", description = "caf\233", accepts = {},
+      responses = {} } } }, { version = "x" })
+    assert.is_false(ok)
+    assert.matches("not valid UTF-8", err, 1, true)
+  end)
+end)
