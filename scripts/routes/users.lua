@@ -91,8 +91,9 @@ return {
       description = "List users, filtered, sorted and paged (admins); the total is in " ..
         "X-Total-Count",
       handler = list_users },
-    { method = "GET", path = "/users/{user_id}", policy = "admin_or_self", name = "users.read",
-      description = "Read a user (admins, or the user itself)", handler = get_user },
+    { method = "GET", path = "/users/{user_id}", name = "users.read",
+      description = "Read a user (admins, or the user itself)",
+      policy = "admin_or_self", handler = get_user },
     { method = "PUT", path = "/users/{user_id}", policy = "admin_or_self_update",
       body = schemas.update_user, name = "users.update",
       description = "Update a user (admins, or the user itself; only admins change a role)",
