@@ -127,6 +127,10 @@ static const lh_opt_t lh_options[] = {
     OPT_INT(hook_interval, 100, 10000000, 10000, 1, "VM instructions between budget checks"),
     OPT_INT(script_memory_mb, 16, 65536, 1024, 0, "memory ceiling of one worker's Lua state"),
     OPT_INT(request_memory_mb, 1, 65536, 128, 1, "memory one request's script may allocate"),
+    /* API description */
+    OPT_BOOL(docs, 1, 0, "serve Swagger UI on /docs (/openapi.json is served either way)"),
+    OPT_STR(docs_assets, ".tools/swagger-ui-dist", NULL, 0,
+            "directory of the swagger-ui-dist files /docs serves (read once at start)"),
     /* job pools */
     OPT_INT(db_threads, 1, 256, 8, 0, "threads of the database pool"),
     OPT_INT(db_queue, 1, 1000000, 256, 0, "database jobs that may wait (503 beyond)"),

@@ -48,6 +48,9 @@ typedef struct lh_config_s {
   int hook_interval;     /* VM instructions between budget checks */
   int script_memory_mb;  /* ceiling of one Lua state (memory.h) */
   int request_memory_mb; /* share of one request or hook of it */
+  /* API description */
+  int docs;               /* 1 = /docs serves Swagger UI (/openapi.json is always served) */
+  char docs_assets[1024]; /* directory of the swagger-ui-dist files */
   /* job pools */
   int db_threads, db_queue;
   int hash_threads, hash_queue;

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "client.h"
+#include "docs.h"
 #include "endpoints.h"
 #include "response.h"
 #include "router.h"
@@ -547,9 +548,23 @@ static void send_not_allowed(lh_conn_t *c, unsigned allowed) {
   lh_buf_free(&extra);
 }
 
-/* The reserved paths (router.h) belong to the host: endpoints.c answers them. On the public
- * listener /metrics only with public_metrics, and /admin/ goes to the routes (the scripts may add
- * GET and POST /admin/reload behind their admin policy, host/lua/loader.lua). */
+/* /openapi.json from the VM that serves this connection (its generation), /docs from the assets
+ * read at start (docs.c). */
+static void serve_docs(lh_conn_t *c, lh_reserved_t which, int method) {
+  const lh_request_t *r = &c->http.req;
+  const lh_header_t *inm = lh_request_header(r, "if-none-match");
+  lh_docs_answer_t a;
+  lh_docs_answer(&a, c->w->srv->docs, which, method, r->path, r->path_len, inm ? inm->value : NULL,
+                 inm ? inm->value_len : 0, c->w->vm);
+  if (a.allow)
+    send_not_allowed(c, a.allow);
+  else if (a.error_code)
+    send_error(c, a.status, a.error_message, a.error_code, NULL);
+  else
+    send_response(c, a.status, a.content_type, a.extra, strlen(a.extra), a.body, a.body_len, NULL);
+}
+
+/* The reserved paths (router.h) belong to the host: endpoints.c and docs.c answer them. */
 static int serve_reserved(lh_conn_t *c, int method) {
   const lh_request_t *r = &c->http.req;
   int which = lh_reserved_path(r->path, r->path_len);
@@ -570,6 +585,12 @@ static int serve_reserved(lh_conn_t *c, int method) {
     return 1;
   }
   snprintf(c->route, sizeof(c->route), "%s", lh_reserved_path_name((lh_reserved_t)which, NULL));
+  if (which == LH_RESERVED_OPENAPI || which == LH_RESERVED_DOCS) {
+    if (admin)
+      return 0; /* the API's description is the clients' */
+    serve_docs(c, (lh_reserved_t)which, method);
+    return 1;
+  }
   lh_endpoint_answer_t a;
   lh_endpoint_answer(&a, (lh_reserved_t)which, method, c->w->srv, lh_vm_generation(c->w->vm));
   if (a.body.failed)

@@ -78,6 +78,8 @@ void lh_endpoint_answer(lh_endpoint_answer_t *a, lh_reserved_t which, int method
   case LH_RESERVED_READYZ: readyz(a, srv, generation); return;
   case LH_RESERVED_METRICS: metrics(a, srv, generation); return;
   case LH_RESERVED_ADMIN:
+  case LH_RESERVED_OPENAPI: /* docs.c */
+  case LH_RESERVED_DOCS:
   case LH_RESERVED__COUNT: break;
   }
 }

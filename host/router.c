@@ -55,8 +55,8 @@ const char *lh_method_name(lh_method_t m) {
 static const struct {
   const char *path;
   int subtree;
-} lh_reserved[LH_RESERVED__COUNT] = {
-    {"/healthz", 0}, {"/readyz", 0}, {"/metrics", 0}, {"/admin", 1}};
+} lh_reserved[LH_RESERVED__COUNT] = {{"/healthz", 0}, {"/readyz", 0},       {"/metrics", 0},
+                                     {"/admin", 1},   {"/openapi.json", 0}, {"/docs", 1}};
 
 const char *lh_reserved_path_name(lh_reserved_t r, int *subtree) {
   if ((int)r < 0 || r >= LH_RESERVED__COUNT)

@@ -37,12 +37,15 @@ typedef struct {
 } lh_route_match_t;
 
 /* The paths the host answers itself; scripts may not declare a route on them. "/admin" reserves
- * its whole subtree (the host answers 404 there); the others are exact paths. */
+ * its whole subtree (the host answers 404 there), and so does "/docs" (Swagger UI and its assets,
+ * docs.c); the others are exact paths. */
 typedef enum {
   LH_RESERVED_HEALTHZ = 0,
   LH_RESERVED_READYZ,
   LH_RESERVED_METRICS,
   LH_RESERVED_ADMIN,
+  LH_RESERVED_OPENAPI,
+  LH_RESERVED_DOCS,
   LH_RESERVED__COUNT
 } lh_reserved_t;
 

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
+#include "docs.h"
 #include "json.h"
 #include "lh.h"
 #include "log.h"
@@ -526,6 +527,8 @@ static void stop_started(lh_server_t *srv, int n) {
   free(srv->workers);
   srv->workers = NULL;
   srv->nworkers = 0;
+  lh_docs_free(srv->docs);
+  srv->docs = NULL;
 }
 
 static int start_workers(lh_server_t *srv, char *err, size_t errlen);
@@ -576,10 +579,16 @@ static int start_workers(lh_server_t *srv, char *err, size_t errlen) {
   unsigned char rnd[4];
   randombytes_buf(rnd, sizeof(rnd));
   sodium_bin2hex(srv->id_prefix, sizeof(srv->id_prefix), rnd, sizeof(rnd));
+  if (lh_docs_load(&srv->docs, cfg) != 0) {
+    snprintf(err, errlen, "out of memory");
+    return LH_ENOMEM;
+  }
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   srv->nworkers = cfg->workers > 0 ? cfg->workers : (cores > 0 ? (int)cores : 1);
   srv->workers = calloc((size_t)srv->nworkers, sizeof(lh_worker_t));
   if (!srv->workers) {
+    lh_docs_free(srv->docs);
+    srv->docs = NULL;
     snprintf(err, errlen, "out of memory");
     return LH_ENOMEM;
   }
@@ -697,6 +706,8 @@ int lh_server_run(lh_server_t *srv) {
   }
   free(srv->workers);
   srv->workers = NULL;
+  lh_docs_free(srv->docs);
+  srv->docs = NULL;
   lh_info("luahost stopped");
   return 0;
 }

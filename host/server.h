@@ -78,7 +78,8 @@ struct lh_server_s {
   atomic_int started;  /* the scripts' on_start hooks succeeded */
   atomic_ullong status_count[LH_STATUS_SLOTS];
   atomic_ullong requests;
-  char id_prefix[9]; /* random per process: request ids are unique across restarts */
+  char id_prefix[9];      /* random per process: request ids are unique across restarts */
+  struct lh_docs_s *docs; /* the Swagger UI files /docs serves (docs.h), read once at start */
 };
 
 /* Starts the workers (each binds its own SO_REUSEPORT listener; worker 0 also the admin

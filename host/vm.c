@@ -3,10 +3,11 @@
  *
  * Creating a VM: read the scripts (script_set.c), open a state with the guarded string library
  * (pattern.c), the budget hook (budget.c) and the scheduler attached, preload every module of the
- * registry (lua-bindings/register.c), let luahost.loader build the generation, and add its routes
- * to the C router. Running one: each request or hook is a task, a coroutine anchored in the
- * registry until it finishes, resumed under the time budget it has left. Scripts run in LuaJIT's
- * interpreter unless the JIT is turned on (budget.h says why). */
+ * registry (lua-bindings/register.c), let luahost.loader build the generation, add its routes
+ * to the C router and keep its API description (luahost.openapi, served as /openapi.json). Running
+ * one: each request or hook is a task, a coroutine anchored in the registry until it finishes,
+ * resumed under the time budget it has left. Scripts run in LuaJIT's interpreter unless the JIT is
+ * turned on (budget.h says why). */
 #include "vm.h"
 
 #include <lauxlib.h>
@@ -97,6 +98,70 @@ static size_t request_share(const lh_vm_t *vm) {
   return (size_t)vm->cfg->request_memory_mb << 20;
 }
 
+/* The document served when the generation's own could not be built: valid OpenAPI 3.1 without
+ * paths. A problem with the description never rejects the scripts. */
+static int minimal_openapi(lh_vm_t *vm) {
+  static const char fmt[] =
+      "{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"luahost\",\"version\":\"%s\","
+      "\"description\":\"The API description of this generation could not be built: the host's "
+      "log says why.\"},\"paths\":{}}";
+  int n = snprintf(NULL, 0, fmt, vm->generation);
+  free(vm->openapi);
+  vm->openapi_len = 0;
+  if (n < 0 || !(vm->openapi = malloc((size_t)n + 1)))
+    return LH_ENOMEM;
+  snprintf(vm->openapi, (size_t)n + 1, fmt, vm->generation);
+  vm->openapi_len = (size_t)n;
+  return 0;
+}
+
+/* Builds the generation's API description (the generation table at gen, a traceback handler at
+ * tb) with luahost.openapi and keeps the JSON text; on failure logs why and keeps the minimal
+ * document. Fails only when not even that can be allocated. */
+static int build_openapi(lh_vm_t *vm, int tb, int gen) {
+  lua_State *L = vm->L;
+  int top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luahost.openapi");
+  int rc = lua_pcall(L, 1, 1, tb);
+  if (rc == 0) {
+    lua_getfield(L, -1, "build");
+    lua_pushvalue(L, gen);
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "luahost");
+    lua_setfield(L, -2, "title");
+    lua_pushstring(L, vm->generation);
+    lua_setfield(L, -2, "version");
+    lua_pushfstring(L, "The API of script generation %s, generated from its route declarations.",
+                    vm->generation);
+    lua_setfield(L, -2, "description");
+    lh_budget_arm(&vm->budget, (unsigned long long)vm->cfg->script_budget_ms * 1000000ULL);
+    lh_memory_arm(&vm->memory, 0, request_share(vm));
+    rc = lua_pcall(L, 2, 1, tb);
+    lh_memory_disarm(&vm->memory);
+    lh_budget_disarm(&vm->budget, L);
+  }
+  size_t len = 0;
+  const char *doc = rc == 0 ? lua_tolstring(L, -1, &len) : NULL;
+  char *copy = doc ? malloc(len + 1) : NULL;
+  if (copy) {
+    memcpy(copy, doc, len + 1);
+    free(vm->openapi);
+    vm->openapi = copy;
+    vm->openapi_len = len;
+    lua_settop(L, top);
+    return 0;
+  }
+  lh_warn("script generation %s: the API description (/openapi.json) could not be built, serving "
+          "a minimal one: %s",
+          vm->generation,
+          rc != 0 && lua_tostring(L, -1) ? lua_tostring(L, -1)
+          : doc                          ? "out of memory"
+                                         : "luahost.openapi returned no text");
+  lua_settop(L, top);
+  return minimal_openapi(vm);
+}
+
 static int load_generation(lh_vm_t *vm, const lh_script_set_t *set, char *err, size_t errlen) {
   lua_State *L = vm->L;
   int base = lua_gettop(L);
@@ -145,6 +210,11 @@ static int load_generation(lh_vm_t *vm, const lh_script_set_t *set, char *err, s
     if (lua_pcall(L, 1, 1, base + 1) != 0)
       goto fail;
     *refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (build_openapi(vm, base + 1, base + 3) != 0) {
+    snprintf(err, errlen, "out of memory");
+    lua_settop(L, base);
+    return LH_ENOMEM;
   }
   lua_pushvalue(L, base + 3);
   vm->gen_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* for the policy tests (vm_tests.c) */
@@ -229,6 +299,7 @@ void lh_vm_free(lh_vm_t *vm) {
     for (int i = 0; i <= vm->ntemplates; i++)
       free(vm->templates[i]);
   free(vm->templates);
+  free(vm->openapi);
   free(vm);
 }
 
@@ -248,6 +319,11 @@ const char *lh_vm_route_template(const lh_vm_t *vm, int route_id) {
 
 const char *lh_vm_generation(const lh_vm_t *vm) {
   return vm->generation;
+}
+
+const char *lh_vm_openapi(const lh_vm_t *vm, size_t *len) {
+  *len = vm->openapi_len;
+  return vm->openapi ? vm->openapi : "";
 }
 
 const lh_config_t *lh_vm_config(const lh_vm_t *vm) {

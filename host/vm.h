@@ -49,6 +49,9 @@ const lh_router_t *lh_vm_router(const lh_vm_t *vm);
  * the VM. */
 const char *lh_vm_route_template(const lh_vm_t *vm, int route_id);
 const char *lh_vm_generation(const lh_vm_t *vm);
+/* The generation's API description: OpenAPI 3.1 as JSON text, built once when the generation
+ * loaded (host/lua/openapi.lua; a minimal document when that failed). Owned by the VM. */
+const char *lh_vm_openapi(const lh_vm_t *vm, size_t *len);
 const lh_config_t *lh_vm_config(const lh_vm_t *vm);
 /* The VM of a Lua state (any of its coroutines), or NULL for a state no VM created. */
 lh_vm_t *lh_vm_of(lua_State *L);

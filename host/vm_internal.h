@@ -38,6 +38,8 @@ struct lh_vm_s {
   void (*idle_cb)(void *ud);       /* called when busy drops to 0 */
   void *idle_ud;
   char generation[17];
+  char *openapi; /* the generation's API description (OpenAPI 3.1 JSON), malloc'd */
+  size_t openapi_len;
 };
 
 typedef struct {

@@ -29,6 +29,7 @@ static const lh_module_t builtin[] = {
     {"luahost.loader", NULL, NULL, NULL, 0, NULL},
     {"luahost.runtime", NULL, NULL, NULL, 0, NULL},
     {"luahost.policy_tests", NULL, NULL, NULL, 0, NULL},
+    {"luahost.openapi", NULL, NULL, NULL, 0, NULL},
     /* native bindings */
     {"luahost.password", luaopen_luahost_password, lh_password_init, lh_password_cleanup,
      LH_MODULE_SCRIPTS, NULL},

@@ -13,6 +13,7 @@ LH_APT_PACKAGES=(
   valgrind wrk nginx libnginx-mod-http-lua python3-venv curl clang-format clang
   dpkg-dev patch systemd  # test_install (cpack's dpkg-shlibdeps, systemd-analyze), the examples' patches
   prometheus # promtool: tests/integration/test_metrics.py checks /metrics with it
+  npm chromium
 )
 
 log() { echo "==> $*" >&2; }
@@ -45,6 +46,52 @@ install_test_venv() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check pytest pymongo
   fi
+  # The OpenAPI 3.1 validator that tests/integration/test_openapi.py checks /openapi.json with.
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys
+sys.exit(m.version('openapi-spec-validator') != sys.argv[1])" "$OPENAPI_SPEC_VALIDATOR_VERSION" \
+    2>/dev/null; then
+    log "installing openapi-spec-validator in .tools/venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
+  fi
+}
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+
+# Swagger UI's files for /docs: npm's swagger-ui-dist, pinned by version and by the registry's
+# sha512 integrity, unpacked into .tools/swagger-ui-dist (the default of the docs_assets option).
+# Only the files the host serves are kept, with the package's licence and package.json.
+SWAGGER_UI_VERSION=5.35.0
+SWAGGER_UI_INTEGRITY=sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==
+SWAGGER_UI_DIR="$TOOLS/swagger-ui-dist"
+SWAGGER_UI_FILES=(swagger-ui.css swagger-ui-bundle.js swagger-ui-standalone-preset.js
+  favicon-32x32.png LICENSE NOTICE package.json)
+install_swagger_ui() {
+  if [[ -f "$SWAGGER_UI_DIR/package.json" ]] &&
+    grep -q "\"version\": \"$SWAGGER_UI_VERSION\"" "$SWAGGER_UI_DIR/package.json"; then
+    return 0
+  fi
+  log "fetching swagger-ui-dist $SWAGGER_UI_VERSION (npm, integrity-pinned) into ${SWAGGER_UI_DIR#$ROOT/}"
+  local tmp got
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null); then
+    rm -rf "$tmp"
+    log "could not fetch swagger-ui-dist $SWAGGER_UI_VERSION"
+    return 1
+  fi
+  got=$(python3 -c 'import base64, hashlib, sys
+print("sha512-" + base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' \
+    "$tmp/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz")
+  if [[ "$got" != "$SWAGGER_UI_INTEGRITY" ]]; then
+    rm -rf "$tmp"
+    log "swagger-ui-dist $SWAGGER_UI_VERSION: integrity mismatch ($got)"
+    return 1
+  fi
+  tar -xzf "$tmp/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz" -C "$tmp"
+  rm -rf "$SWAGGER_UI_DIR.part"
+  mkdir -p "$SWAGGER_UI_DIR.part"
+  local f
+  for f in "${SWAGGER_UI_FILES[@]}"; do cp "$tmp/package/$f" "$SWAGGER_UI_DIR.part/"; done
+  rm -rf "$tmp" "$SWAGGER_UI_DIR"
+  mv "$SWAGGER_UI_DIR.part" "$SWAGGER_UI_DIR"
 }
 
 # llhttp's C sources, pinned by version and hash. Debian bookworm's node-llhttp is 8.1, which ends a

@@ -40,6 +40,10 @@ check 500 /boom
 check 500 /loop
 check 404 /nope
 check 200 /metrics
+check 200 /openapi.json
+check 200 /docs
+check 200 /docs/swagger-ui.css
+check 404 /docs/..%2fconfig%2fluahost.conf
 printf 'GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' |
   python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",'"$port"')); s.sendall(sys.stdin.buffer.read()); [None for _ in iter(lambda: s.recv(4096), b"")]'
 kill -TERM $pid

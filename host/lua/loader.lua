@@ -7,7 +7,11 @@
 -- files and host modules by their `luahost.*` names, and nothing else is reachable.
 --
 -- A module contributes to the generation by returning a table with any of:
---   routes = { {method=..., path=..., handler=..., policy=..., query=..., body=..., accepts=...}, ... }
+--   routes = { {method=..., path=..., handler=..., policy=..., query=..., body=..., accepts=...,
+--                name=..., description=..., responses={409, 429}}, ... }
+-- (`name` and `description` become the operation's id and summary in /openapi.json, and
+-- `responses` lists the statuses the handler itself answers beyond the ones the host derives from
+-- the declaration, say 201 for a success other than 200, or 409: luahost.openapi)
 --   policies = { name = function(user, req) ... end | { authenticated = bool, allow = function } }
 -- and the application's hooks, each defined by one module only (by convention scripts/app.lua):
 --   authenticate = function(req) -> user | nil, code, message
@@ -25,7 +29,8 @@ local policy_tests = require "luahost.policy_tests"
 local M = {}
 
 local ROUTE_KEYS = { method = true, path = true, handler = true, policy = true, query = true,
-                     body = true, accepts = true, name = true, description = true }
+                     body = true, accepts = true, name = true, description = true,
+                     responses = true }
 local ACCEPT_KINDS = { json = true, form = true }
 
 local function copy(t, except)
@@ -166,6 +171,27 @@ local function check_route(r, i, file)
       if not ok then return nil, at .. ": '" .. key .. "' schema: " .. err end
     end
   end
+  if r.description ~= nil and type(r.description) ~= "string" then
+    return nil, at .. ": 'description' must be a string"
+  end
+  local responses = {}
+  if r.responses ~= nil then
+    local bad = type(r.responses) ~= "table"
+    if not bad then
+      for k, status in pairs(r.responses) do
+        if type(k) ~= "number" or k < 1 or k > #r.responses or type(status) ~= "number" or
+           status ~= math.floor(status) or status < 200 or status > 599 then
+          bad = true
+          break
+        end
+        responses[#responses + 1] = status
+      end
+    end
+    if bad then
+      return nil, at .. ": 'responses' must be a list of HTTP statuses (integers 200 to 599)"
+    end
+    table.sort(responses)
+  end
   local accepts = {}
   if r.accepts ~= nil then
     if type(r.accepts) ~= "table" then
@@ -183,6 +209,7 @@ local function check_route(r, i, file)
   return {
     method = r.method, path = r.path, handler = r.handler, policy = r.policy,
     query = r.query, body = r.body, accepts = accepts, where = where,
+    accepts_order = r.accepts, description = r.description, responses = responses,
     name = r.name or (r.method .. " " .. r.path),
   }
 end
@@ -215,7 +242,7 @@ function M.add_admin_routes(gen, host_require)
   local where = gen.admin_policy_where
   gen.routes[#gen.routes + 1] = {
     method = "GET", path = "/admin/reload", policy = gen.admin_policy, accepts = {},
-    where = where, host = true, name = "reload status",
+    where = where, host = true, name = "reload.status",
     description = "The live script generation and the recent reloads.",
     handler = function()
       local status, err = admin.status()
@@ -225,7 +252,7 @@ function M.add_admin_routes(gen, host_require)
   }
   gen.routes[#gen.routes + 1] = {
     method = "POST", path = "/admin/reload", policy = gen.admin_policy, accepts = { json = true },
-    where = where, host = true, name = "reload",
+    where = where, host = true, name = "reload.run", responses = { 422 },
     description = "Reloads the scripts and configuration; answers once the outcome is known.",
     handler = function()
       local ok, status = admin.reload("api")

@@ -67,7 +67,12 @@ end
 return {
   routes = {
     { method = "POST", path = "/login", accepts = { "form", "json" }, body = schemas.login_form,
-      handler = login },
-    { method = "POST", path = "/logout", policy = "authenticated", handler = logout },
+      name = "login",
+      description = "Log in with a username and password\n\nForm fields username and password, " ..
+        "as OAuth2's password grant sends them, give {access_token, token_type: \"bearer\"} " ..
+        "(not the envelope). A JSON body gets 422.",
+      responses = { 401, 429 }, handler = login },
+    { method = "POST", path = "/logout", policy = "authenticated", name = "logout",
+      description = "Log out: every token the caller holds stops working", handler = logout },
   },
 }

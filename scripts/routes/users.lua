@@ -84,12 +84,22 @@ end
 return {
   routes = {
     { method = "POST", path = "/users/create", policy = "admin", body = schemas.create_user,
-      handler = create_user },
+      name = "users.create", description = "Create a user (admins)",
+      responses = { 201, 409 }, handler = create_user },
     { method = "GET", path = "/users/", policy = "admin", query = schemas.list_query,
+      name = "users.list",
+      description = "List users, filtered, sorted and paged (admins); the total is in " ..
+        "X-Total-Count",
       handler = list_users },
-    { method = "GET", path = "/users/{user_id}", policy = "admin_or_self", handler = get_user },
+    { method = "GET", path = "/users/{user_id}", name = "users.read",
+      description = "Read a user (admins, or the user itself)",
+      policy = "admin_or_self", handler = get_user },
     { method = "PUT", path = "/users/{user_id}", policy = "admin_or_self_update",
-      body = schemas.update_user, handler = update_user },
-    { method = "DELETE", path = "/users/{user_id}", policy = "admin", handler = delete_user },
+      body = schemas.update_user, name = "users.update",
+      description = "Update a user (admins, or the user itself; only admins change a role)",
+      responses = { 409 }, handler = update_user },
+    { method = "DELETE", path = "/users/{user_id}", policy = "admin", name = "users.delete",
+      description = "Delete a user (admins; never the last admin)", responses = { 409 },
+      handler = delete_user },
   },
 }

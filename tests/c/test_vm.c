@@ -306,6 +306,39 @@ static void test_cancel_wakes_sleepers(void) {
   lh_vm_free(vm);
 }
 
+/* Each VM keeps the API description of its own generation: a route added to the scripts shows in
+ * the next VM's document, never in the one already built. */
+static void test_openapi_per_generation(void) {
+  lh_vm_t *old = NULL, *cur = NULL;
+  char err[1024] = "";
+  LH_CHECK_INT(lh_vm_create(&old, &cfg, &loop, cq, err, sizeof(err)), 0);
+  write_file("routes/extra.lua",
+             "return { routes = { { method = 'GET', path = '/extra/{n}', name = 'extra.read',\n"
+             "  handler = function() return 200, {} end } } }\n");
+  LH_CHECK_INT(lh_vm_create(&cur, &cfg, &loop, cq, err, sizeof(err)), 0);
+  char path[256];
+  snprintf(path, sizeof(path), "%s/routes/extra.lua", dir);
+  unlink(path);
+  if (!old || !cur) {
+    lh_vm_free(old);
+    lh_vm_free(cur);
+    return;
+  }
+  size_t old_len, cur_len;
+  const char *a = lh_vm_openapi(old, &old_len), *b = lh_vm_openapi(cur, &cur_len);
+  LH_CHECK(strncmp(a, "{\"openapi\":\"3.1.0\",", 19) == 0);
+  LH_CHECK(strlen(a) == old_len && strlen(b) == cur_len);
+  LH_CHECK(strstr(a, "\"/hello/{name}\"") != NULL && strstr(b, "\"/hello/{name}\"") != NULL);
+  LH_CHECK(strstr(a, "/extra/{n}") == NULL);
+  LH_CHECK(strstr(b, "\"/extra/{n}\"") != NULL && strstr(b, "\"extra.read\"") != NULL);
+  char version[40];
+  snprintf(version, sizeof(version), "\"version\":\"%s\"", lh_vm_generation(cur));
+  LH_CHECK(strstr(b, version) != NULL);
+  LH_CHECK(strcmp(lh_vm_generation(old), lh_vm_generation(cur)) != 0);
+  lh_vm_free(old);
+  lh_vm_free(cur);
+}
+
 static void test_hook_defined_twice_is_refused(void) {
   write_file("routes/other.lua", "return {\n  on_start = function() return true end,\n}\n");
   lh_vm_t *vm = NULL;
@@ -381,6 +414,7 @@ int main(void) {
   LH_RUN(test_task_woken_by_job);
   LH_RUN(test_cancel_wakes_sleepers);
   LH_RUN(test_hook_defined_twice_is_refused);
+  LH_RUN(test_openapi_per_generation);
 
   lh_pools_destroy_all();
   lh_cq_close(cq);
