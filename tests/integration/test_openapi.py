@@ -44,7 +44,7 @@ def users_host(start_host):
 
 
 def generation_of(host):
-    m = re.search(r'luahost_generation_info\{id="([0-9a-f]+)"\}', host.get("/metrics").body.decode())
+    m = re.search(r'luahost_generation_info\{generation="([0-9a-f]+)"', host.metrics())
     assert m, "no generation in /metrics"
     return m.group(1)
 
