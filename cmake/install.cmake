@@ -20,6 +20,18 @@ install(FILES scripts/app.lua DESTINATION ${LH_SCRIPTS_DEST})
 install(DIRECTORY scripts/routes scripts/policies scripts/lib DESTINATION ${LH_SCRIPTS_DEST}
         FILES_MATCHING PATTERN "*.lua")
 install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DATADIR}/luahost/examples)
+# Swagger UI's files for /docs (npm's swagger-ui-dist, fetched by scripts/lib.sh into .tools).
+set(LH_SWAGGER_DEST ${CMAKE_INSTALL_DATADIR}/luahost/swagger-ui-dist)
+set(LH_SWAGGER_SRC ${CMAKE_SOURCE_DIR}/.tools/swagger-ui-dist)
+if(EXISTS ${LH_SWAGGER_SRC}/swagger-ui-bundle.js)
+  install(FILES ${LH_SWAGGER_SRC}/swagger-ui.css ${LH_SWAGGER_SRC}/swagger-ui-bundle.js
+                ${LH_SWAGGER_SRC}/swagger-ui-standalone-preset.js ${LH_SWAGGER_SRC}/favicon-32x32.png
+                ${LH_SWAGGER_SRC}/LICENSE ${LH_SWAGGER_SRC}/NOTICE
+          DESTINATION ${LH_SWAGGER_DEST})
+else()
+  message(WARNING "no ${LH_SWAGGER_SRC}: the installed host serves no /docs (run scripts/run or "
+                  "scripts/test first, which fetch swagger-ui-dist)")
+endif()
 install(FILES README.md docs/architecture.md docs/lua-api.md docs/operations.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
@@ -28,6 +40,7 @@ install(FILES README.md docs/architecture.md docs/lua-api.md docs/operations.md
 install(CODE "set(LH_SOURCE_DIR \"${CMAKE_SOURCE_DIR}\")
 set(LH_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
 set(LH_SCRIPTS_DEST \"${LH_SCRIPTS_DEST}\")
+set(LH_SWAGGER_DEST \"${LH_SWAGGER_DEST}\")
 set(LH_SYSCONFDIR \"${CMAKE_INSTALL_SYSCONFDIR}\")
 set(LH_DOCDIR \"${CMAKE_INSTALL_DOCDIR}\")")
 install(SCRIPT cmake/install_config.cmake)

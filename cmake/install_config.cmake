@@ -15,7 +15,8 @@ set(LH_INSTALLED_CONFDIR "${confdir}")
 set(LH_INSTALLED_DOCDIR "${prefix}/${LH_DOCDIR}")
 set(scripts "${prefix}/${LH_SCRIPTS_DEST}")
 
-# config/luahost.conf stays the one documented configuration: only the `scripts` line changes.
+# config/luahost.conf stays the one documented configuration: only the `scripts` and
+# `docs_assets` lines change.
 file(READ "${LH_SOURCE_DIR}/config/luahost.conf" conf)
 set(default_line "  scripts = \"scripts\",\n")
 string(FIND "${conf}" "${default_line}" at)
@@ -23,6 +24,13 @@ if(at LESS 0)
   message(FATAL_ERROR "config/luahost.conf: no line '  scripts = \"scripts\",' to point at ${scripts}")
 endif()
 string(REPLACE "${default_line}" "  scripts = \"${scripts}\",\n" conf "${conf}")
+# ... and `docs_assets`, to the installed Swagger UI files.
+set(docs_line "  docs_assets = \".tools/swagger-ui-dist\",\n")
+string(FIND "${conf}" "${docs_line}" at)
+if(at LESS 0)
+  message(FATAL_ERROR "config/luahost.conf: no line '  docs_assets = \".tools/swagger-ui-dist\",'")
+endif()
+string(REPLACE "${docs_line}" "  docs_assets = \"${prefix}/${LH_SWAGGER_DEST}\",\n" conf "${conf}")
 
 set(stage "$ENV{DESTDIR}")
 set(unit_dir "${stage}${prefix}/lib/systemd/system")

@@ -78,6 +78,9 @@ def serve_and_log_in(argv, cwd, tmp_path, db_name):
         assert r.status == 200, r
         assert [u["username"] for u in r.json()["response_data"]] == [ADMIN_NAME], r
         assert c.login(ADMIN_NAME, "wrong password").status == 401
+        # /docs with the installed Swagger UI files, and the API's description
+        assert h.get("/docs").status == 200
+        assert h.get("/openapi.json").json()["openapi"] == "3.1.0"
     finally:
         rc = h.stop()
     assert rc == 0, h.logs()
@@ -138,7 +141,10 @@ def test_the_installed_configuration_is_the_documented_one_naming_the_installed_
     scripts = stage / "share" / "luahost" / "scripts"
     assert f'  scripts = "{scripts}",\n' in conf
     # One source of truth: the documented file with that one line changed.
-    assert conf == src.replace('  scripts = "scripts",\n', f'  scripts = "{scripts}",\n', 1)
+    docs = stage / "share" / "luahost" / "swagger-ui-dist"
+    assert conf == src.replace('  scripts = "scripts",\n', f'  scripts = "{scripts}",\n', 1).replace(
+        '  docs_assets = ".tools/swagger-ui-dist",\n', f'  docs_assets = "{docs}",\n', 1)
+    assert (docs / "swagger-ui-bundle.js").is_file()
     assert conf != src
 
 
