@@ -356,6 +356,7 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t 
 typedef struct {
   lh_server_t *srv;
   uv_signal_t sigterm, sigint;
+  uv_signal_t sigquit, sigusr1; /* SIGQUIT: stop like SIGTERM; SIGUSR1: reopen the log files */
   uv_timer_t drain;
   int signalled;
   uint64_t first_signal; /* loop time of the first signal */
@@ -371,6 +372,8 @@ static void on_drained(uv_timer_t *t) {
   stop_workers(m->srv);
   uv_close((uv_handle_t *)&m->sigterm, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
+  uv_close((uv_handle_t *)&m->sigquit, NULL);
+  uv_close((uv_handle_t *)&m->sigusr1, NULL);
   uv_close((uv_handle_t *)&m->drain, NULL);
 }
 
@@ -387,9 +390,23 @@ static void on_signal(uv_signal_t *s, int signum) {
   }
   m->first_signal = now;
   lh_info("received %s: draining for %d ms, then stopping",
-          signum == SIGTERM ? "SIGTERM" : "SIGINT", m->srv->cfg->drain_delay_ms);
+          signum == SIGTERM   ? "SIGTERM"
+          : signum == SIGQUIT ? "SIGQUIT"
+                              : "SIGINT",
+          m->srv->cfg->drain_delay_ms);
   atomic_store(&m->srv->draining, 1);
   uv_timer_start(&m->drain, on_drained, (uint64_t)m->srv->cfg->drain_delay_ms, 0);
+}
+
+/* SIGUSR1, the logrotate convention: the log files are opened again at their paths. */
+static void on_reopen_logs(uv_signal_t *s, int signum) {
+  (void)s;
+  (void)signum;
+  char err[1300];
+  if (lh_log_reopen(err, sizeof(err)) != 0)
+    lh_error("SIGUSR1: %s", err);
+  else
+    lh_info("received SIGUSR1: log files reopened");
 }
 
 int lh_server_run(lh_server_t *srv) {
@@ -403,6 +420,11 @@ int lh_server_run(lh_server_t *srv) {
   m.sigterm.data = m.sigint.data = m.drain.data = &m;
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
   uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_init(&loop, &m.sigquit);
+  uv_signal_init(&loop, &m.sigusr1);
+  m.sigquit.data = m.sigusr1.data = &m;
+  uv_signal_start(&m.sigquit, on_signal, SIGQUIT);
+  uv_signal_start(&m.sigusr1, on_reopen_logs, SIGUSR1);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   for (int i = 0; i < srv->nworkers; i++) {
