@@ -81,6 +81,7 @@ typedef struct {
 
 static int lh_check_listen(const char *value, char *why, size_t whylen);
 static int lh_check_ip(const char *value, char *why, size_t whylen);
+static int lh_check_admin_listen(const char *value, char *why, size_t whylen);
 static int lh_check_origin(const char *value, char *why, size_t whylen);
 
 static const char *const lh_log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -100,6 +101,13 @@ static const lh_opt_t lh_options[] = {
     OPT_STR(error_log_path, "", NULL, 0,
             "file every other log line is appended to, reopened on SIGUSR1; empty: stderr"),
     OPT_BOOL(dev, 0, 0, "development mode: allows a missing or weak JWT secret"),
+    /* operators */
+    OPT_STR(admin_listen, "127.0.0.1:9180", lh_check_admin_listen, 0,
+            "the admin listener (health, metrics, reload), host:port or off"),
+    OPT_STR(admin_token, "", NULL, 1,
+            "if set, the admin listener requires Authorization: Bearer <token>"),
+    OPT_BOOL(watch, 1, 0, "reload the scripts when a file under the scripts directory changes"),
+    OPT_BOOL(public_metrics, 0, 1, "also serve /metrics on the public listener"),
     /* HTTP limits and timeouts */
     OPT_INT(max_url_bytes, 64, 1048576, 8192, 1, "longest request target (414 beyond)"),
     OPT_INT(max_header_bytes, 1024, 1048576, 16384, 1, "largest header block (431 beyond)"),
@@ -133,14 +141,14 @@ static const lh_opt_t lh_options[] = {
     OPT_STR(db, "mydatabase", NULL, 0, "database name"),
     OPT_INT(db_timeout_ms, 100, 600000, 5000, 0, "server selection, socket and query time limit"),
     /* passwords */
-    OPT_ENUM(password_scheme, "argon2id", lh_password_schemes, 1,
+    OPT_ENUM(password_scheme, "argon2id", lh_password_schemes, 0,
              "scheme of new hashes: argon2id or bcrypt"),
-    OPT_INT(argon2_t, 1, 16, 2, 1, "argon2id passes (time cost)"),
-    OPT_INT(argon2_m_kib, 8, 4194304, 19456, 1, "argon2id memory in KiB"),
-    OPT_INT(bcrypt_cost, 4, 31, 12, 1, "bcrypt cost (log2 of rounds)"),
+    OPT_INT(argon2_t, 1, 16, 2, 0, "argon2id passes (time cost)"),
+    OPT_INT(argon2_m_kib, 8, 4194304, 19456, 0, "argon2id memory in KiB"),
+    OPT_INT(bcrypt_cost, 4, 31, 12, 0, "bcrypt cost (log2 of rounds)"),
     /* JWT */
-    OPT_STR(jwt_secret, "", NULL, 0, "HS256 signing key, at least 32 bytes outside dev mode"),
-    OPT_STR(jwt_previous_secret, "", NULL, 0,
+    OPT_STR(jwt_secret, "", NULL, 1, "HS256 signing key, at least 32 bytes outside dev mode"),
+    OPT_STR(jwt_previous_secret, "", NULL, 1,
             "old key still accepted for verification during rotation"),
     OPT_STR(jwt_issuer, "", NULL, 0, "iss claim to set and require; empty = none"),
     OPT_STR(jwt_audience, "", NULL, 0, "aud claim to set and require; empty = none"),
@@ -270,6 +278,10 @@ static int lh_check_listen(const char *value, char *why, size_t whylen) {
     port = colon + 1;
   }
   return lh_parse_port(port, why, whylen);
+}
+
+static int lh_check_admin_listen(const char *value, char *why, size_t whylen) {
+  return strcmp(value, "off") == 0 ? 0 : lh_check_listen(value, why, whylen);
 }
 
 static int lh_check_ip(const char *value, char *why, size_t whylen) {
@@ -654,6 +666,38 @@ static int lh_env_value(lh_config_t *cfg, const lh_opt_t *o, const char *s, cons
   return LH_EINVAL;
 }
 
+/* LUAHOST_<OPTION>_FILE names a file holding a string option's value (the Docker secrets
+ * convention): read at every load, so a reload picks up a rotated secret. One trailing newline is
+ * not part of the value. LUAHOST_<OPTION> itself wins when both are set. */
+static int lh_env_file(lh_config_t *cfg, const lh_opt_t *o, const char *var, const char *path,
+                       char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    lh_errf(err, errlen, "%s: cannot read %s: %s", var, path, strerror(errno));
+    return LH_EINVAL;
+  }
+  char buf[1024];
+  size_t n = fread(buf, 1, sizeof(buf), f);
+  int bad = ferror(f) || n == sizeof(buf);
+  fclose(f);
+  if (bad) {
+    lh_errf(err, errlen, "%s: %s is unreadable or larger than %zu bytes", var, path,
+            sizeof(buf) - 1);
+    return LH_EINVAL;
+  }
+  if (n > 0 && buf[n - 1] == '\n')
+    n--;
+  if (n > 0 && buf[n - 1] == '\r')
+    n--;
+  if (memchr(buf, '\0', n)) {
+    lh_errf(err, errlen, "%s: %s holds a NUL byte", var, path);
+    return LH_EINVAL;
+  }
+  int rc = lh_set_str(cfg, o, buf, n, var, err, errlen);
+  memset(buf, 0, sizeof(buf));
+  return rc;
+}
+
 static int lh_config_env(lh_config_t *cfg, char *err, size_t errlen) {
   for (size_t i = 0; i < LH_ARRAY_SIZE(lh_options); i++) {
     const lh_opt_t *o = &lh_options[i];
@@ -665,9 +709,15 @@ static int lh_config_env(lh_config_t *cfg, char *err, size_t errlen) {
       var[pos++] = (char)toupper((unsigned char)*p);
     var[pos] = '\0';
     const char *value = getenv(var);
-    if (!value)
-      continue;
-    int rc = lh_env_value(cfg, o, value, var, err, errlen);
+    int rc = 0;
+    if (value) {
+      rc = lh_env_value(cfg, o, value, var, err, errlen);
+    } else if (o->type == LH_OPT_STR && pos + 5 < sizeof var) {
+      memcpy(var + pos, "_FILE", 6);
+      const char *file = getenv(var);
+      if (file)
+        rc = lh_env_file(cfg, o, var, file, err, errlen);
+    }
     if (rc < 0)
       return rc;
   }
@@ -756,6 +806,26 @@ int lh_config_diff(const lh_config_t *old, const lh_config_t *cur, lh_config_cha
       cb(o->name, o->reloadable, ud);
   }
   return restart;
+}
+
+int lh_config_keep_fixed(lh_config_t *cur, const lh_config_t *live, lh_config_change_cb cb,
+                         void *ud) {
+  int kept = 0;
+  for (size_t i = 0; i < LH_ARRAY_SIZE(lh_options); i++) {
+    const lh_opt_t *o = &lh_options[i];
+    if (o->reloadable || lh_opt_equal(live, cur, o))
+      continue;
+    size_t bytes = o->type == LH_OPT_INT || o->type == LH_OPT_BOOL ? sizeof(int)
+                   : o->type == LH_OPT_LIST                        ? o->size * LH_MAX_LIST
+                                                                   : o->size;
+    memcpy((char *)cur + o->off, (const char *)live + o->off, bytes);
+    if (o->type == LH_OPT_LIST)
+      *lh_opt_count(cur, o) = *lh_opt_count((lh_config_t *)live, o);
+    kept++;
+    if (cb)
+      cb(o->name, 0, ud);
+  }
+  return kept;
 }
 
 /* Edit distance between a and b, or more than `cap` (the search stops there). */

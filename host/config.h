@@ -24,6 +24,11 @@ typedef struct lh_config_s {
   char access_log_path[1024]; /* file of the access lines; "" = stderr (log.h) */
   char error_log_path[1024];  /* file of every other log line; "" = stderr */
   int dev;                    /* development mode (LUAHOST_DEV=1) */
+  /* the operators' listener (reload.h, endpoints.h): "off" disables it */
+  char admin_listen[256];
+  char admin_token[512]; /* non-empty: the admin listener wants Authorization: Bearer <token> */
+  int watch;             /* 1 = reload when the scripts directory changes */
+  int public_metrics;    /* 1 = /metrics on the public listener too */
   /* HTTP limits and timeouts */
   int max_url_bytes;
   int max_header_bytes;
@@ -90,6 +95,10 @@ int lh_config_check_secrets(const lh_config_t *cfg, char *err, size_t errlen);
 typedef void (*lh_config_change_cb)(const char *name, int reloadable, void *ud);
 int lh_config_diff(const lh_config_t *old, const lh_config_t *cur, lh_config_change_cb cb,
                    void *ud);
+/* For hot reload: every option that needs a restart and differs between cur and live gets its
+ * live value back in cur, and cb is called with its name. Returns how many were kept. */
+int lh_config_keep_fixed(lh_config_t *cur, const lh_config_t *live, lh_config_change_cb cb,
+                         void *ud);
 /* 1 if the option may change on reload, 0 if it needs a restart, LH_ENOTFOUND if unknown. */
 int lh_config_is_reloadable(const char *name);
 

@@ -268,6 +268,9 @@ static int lh_app_env_key(const char *entry, char key[LH_APP_MAX_KEY + 1], int *
   }
   if (!ok || strcmp(key, "config") == 0 || lh_config_is_option(key, len))
     return 0;
+  /* LUAHOST_<OPTION>_FILE: the option's value read from a file (config.c) */
+  if (len > 5 && strcmp(key + len - 5, "_file") == 0 && lh_config_is_option(key, len - 5))
+    return 0;
   return 2;
 }
 

@@ -24,9 +24,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <sodium.h>
+
+#include "admin.h"
 #include "lh.h"
 #include "log.h"
+#include "metrics.h"
 #include "client.h"
 #include "endpoints.h"
 #include "response.h"
@@ -75,7 +80,8 @@ enum {
   LH_CONN_F_LAST = 1u << 1,        /* close once the response being sent is out */
   LH_CONN_F_LINGER = 1u << 2,      /* the response being sent is an error: a last one lingers */
   LH_CONN_F_REFUSED = 1u << 3,     /* refused at the connection cap: close without lingering */
-  LH_CONN_F_INTERIM = 1u << 4      /* the response being sent is a 100: it never ends the conn */
+  LH_CONN_F_INTERIM = 1u << 4,     /* the response being sent is a 100: it never ends the conn */
+  LH_CONN_F_ADMIN = 1u << 5        /* accepted by the admin listener (admin.h) */
 };
 
 typedef struct lh_conn_s {
@@ -359,7 +365,7 @@ static void conn_send(lh_conn_t *c, lh_buf_t *head, const char *body, size_t bod
   stop_reading(c);
   /* A send timeout (nginx's send_timeout): a client that does not read its responses cannot hold
    * the connection and the queued bytes for ever. */
-  uv_timer_start(&c->timer, on_timer, (uint64_t)c->w->srv->cfg->idle_timeout_ms, 0);
+  uv_timer_start(&c->timer, on_timer, (uint64_t)c->w->cfg->idle_timeout_ms, 0);
 }
 
 /* ---- request ids and access log ---- */
@@ -412,7 +418,8 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   atomic_fetch_add(&srv->requests, 1);
   if (status >= 0 && status < LH_STATUS_SLOTS)
     atomic_fetch_add(&srv->status_count[status], 1);
-  if (!srv->cfg->access_log || lh_log_get_level() > LH_LOG_INFO) {
+  lh_metrics_request(c->http.req.method, c->route, status, lh_now_ns() - c->started_ns);
+  if (!c->w->cfg->access_log || lh_log_get_level() > LH_LOG_INFO) {
     c->route[0] = '\0';
     c->ex.user_id[0] = '\0';
     return;
@@ -464,8 +471,8 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
 static int keep_alive_after(lh_conn_t *c) {
   lh_worker_t *w = c->w;
   return c->http.req.keep_alive && !(c->flags & LH_CONN_F_LAST) && !w->stopping &&
-         (w->srv->cfg->max_requests_per_conn <= 0 ||
-          c->requests < (unsigned)w->srv->cfg->max_requests_per_conn);
+         (w->cfg->max_requests_per_conn <= 0 ||
+          c->requests < (unsigned)w->cfg->max_requests_per_conn);
 }
 
 /* owner: the buffer body lives in when it may be moved into a queued write (the exchange's), or
@@ -561,12 +568,28 @@ static void send_not_allowed(lh_conn_t *c, unsigned allowed) {
   lh_buf_free(&extra);
 }
 
-/* The reserved paths (router.h) belong to the host: endpoints.c answers them. */
+/* The reserved paths (router.h) belong to the host: endpoints.c answers them. On the public
+ * listener /metrics only with public_metrics, and /admin/ goes to the routes (the scripts may add
+ * GET and POST /admin/reload behind their admin policy, host/lua/loader.lua). */
 static int serve_reserved(lh_conn_t *c, int method) {
   const lh_request_t *r = &c->http.req;
   int which = lh_reserved_path(r->path, r->path_len);
   if (which < 0)
     return 0;
+  int admin = (c->flags & LH_CONN_F_ADMIN) != 0;
+  if (which == LH_RESERVED_ADMIN)
+    return 0; /* the admin listener: serve_admin; the public one: the routes */
+  if (!admin && which == LH_RESERVED_METRICS && !c->w->cfg->public_metrics) {
+    /* It was public before the admin listener existed: say once where it went. */
+    static atomic_int told;
+    if (!atomic_exchange(&told, 1))
+      lh_warn("GET /metrics on the public listener: metrics are served on the admin listener "
+              "(admin_listen, %s); set public_metrics = true (LUAHOST_PUBLIC_METRICS=1) to keep "
+              "them on the public one too",
+              c->w->srv->cfg->admin_listen);
+    send_error(c, 404, "Not found", "not_found", NULL);
+    return 1;
+  }
   snprintf(c->route, sizeof(c->route), "%s", lh_reserved_path_name((lh_reserved_t)which, NULL));
   lh_endpoint_answer_t a;
   lh_endpoint_answer(&a, (lh_reserved_t)which, method, c->w->srv, lh_vm_generation(c->w->vm));
@@ -644,17 +667,69 @@ static int serve_preflight(lh_conn_t *c, unsigned allowed) {
   return 1;
 }
 
+/* "Authorization: Bearer <token>" with the admin token, compared in constant time. */
+static int admin_authorized(const char *token, const lh_request_t *req) {
+  const lh_header_t *h = lh_request_header(req, "authorization");
+  size_t n = strlen(token);
+  if (!h || h->value_len != 7 + n || strncasecmp(h->value, "Bearer ", 7) != 0)
+    return 0;
+  return sodium_memcmp(h->value + 7, token, n) == 0;
+}
+
+static void begin_exchange(lh_conn_t *c);
+
+/* A request on the admin listener: the token, then the host's endpoints and /admin/reload;
+ * nothing of the scripts runs here. */
+static void serve_admin(lh_conn_t *c, int method) {
+  lh_worker_t *w = c->w;
+  const lh_request_t *req = &c->http.req;
+  if (w->cfg->admin_token[0] && !admin_authorized(w->cfg->admin_token, req)) {
+    send_error(c, 401, "The admin token is missing or wrong", "unauthorized",
+               "WWW-Authenticate: Bearer\r\n");
+    return;
+  }
+  if (serve_reserved(c, method))
+    return;
+  if (!lh_admin_is_reload(req->path, req->path_len)) {
+    send_error(c, 404, "Not found", "not_found", NULL);
+    return;
+  }
+  if (method != LH_M_GET && method != LH_M_HEAD && method != LH_M_POST) {
+    send_not_allowed(c, (1u << LH_M_GET) | (1u << LH_M_HEAD) | (1u << LH_M_POST));
+    return;
+  }
+  snprintf(c->route, sizeof(c->route), "/admin/reload");
+  begin_exchange(c);
+  lh_admin_reload(w, &c->ex, method);
+}
+
+/* The connection hands c->ex to whoever answers it (the VM, admin.c): HANDLING until done. */
+static void begin_exchange(lh_conn_t *c) {
+  lh_exchange_t *ex = &c->ex;
+  ex->req = &c->http.req;
+  ex->request_id = c->request_id;
+  ex->client_addr = c->client_eff;
+  ex->done = on_exchange_done;
+  exchange_reset(ex);
+  set_state(c, LH_CONN_HANDLING);
+  stop_reading(c);
+}
+
 /* Answers the request, or hands it to the VM (the connection is then HANDLING). */
 static void handle_request(lh_conn_t *c) {
   lh_worker_t *w = c->w;
   const lh_request_t *req = &c->http.req;
   c->requests++;
   assign_request_id(c);
-  const lh_config_t *cfg = w->srv->cfg;
+  const lh_config_t *cfg = w->cfg;
   lh_client_address(cfg, c->client, req, c->client_eff, sizeof(c->client_eff));
   lh_client_cors_origin(cfg, req, c->cors_origin, sizeof(c->cors_origin));
   int method = req->method_id;
   c->route[0] = '\0';
+  if (c->flags & LH_CONN_F_ADMIN) {
+    serve_admin(c, method);
+    return;
+  }
   if (serve_reserved(c, method))
     return;
   const lh_router_t *router = lh_vm_router(w->vm);
@@ -686,13 +761,7 @@ static void handle_request(lh_conn_t *c) {
     return;
   }
   snprintf(c->route, sizeof(c->route), "%s", lh_vm_route_template(w->vm, ex->match.route_id));
-  ex->req = req;
-  ex->request_id = c->request_id;
-  ex->client_addr = c->client_eff;
-  ex->done = on_exchange_done;
-  exchange_reset(ex);
-  set_state(c, LH_CONN_HANDLING);
-  stop_reading(c);
+  begin_exchange(c);
   lh_vm_dispatch(w->vm, ex);
 }
 
@@ -724,7 +793,7 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static void arm_timer(lh_conn_t *c) {
-  const lh_config_t *cfg = c->w->srv->cfg;
+  const lh_config_t *cfg = c->w->cfg;
   assert(c->state == LH_CONN_READING);
   lh_http_phase_t phase = c->http.phase;
   if (phase == c->timer_phase && uv_is_active((uv_handle_t *)&c->timer))
@@ -876,7 +945,8 @@ static lh_conn_t *conn_new(lh_worker_t *w) {
 static void conn_start(lh_conn_t *c) {
   lh_worker_t *w = c->w;
   int max = w->srv->cfg->max_connections;
-  if (max > 0 && atomic_load(&w->srv->connections) > max) {
+  /* The admin listener is not capped: operators must get in when clients have filled the host. */
+  if (!(c->flags & LH_CONN_F_ADMIN) && max > 0 && atomic_load(&w->srv->connections) > max) {
     c->flags |= LH_CONN_F_LAST | LH_CONN_F_REFUSED;
     assign_request_id(c);
     send_error_kind(c, "too_many_connections");
@@ -892,6 +962,8 @@ void lh_conn_on_connection(uv_stream_t *listener, int status) {
   lh_conn_t *c = conn_new(w);
   if (!c)
     return;
+  if (listener == (uv_stream_t *)&w->admin)
+    c->flags |= LH_CONN_F_ADMIN;
   uv_tcp_init(&w->loop, &c->io.tcp); /* cannot fail for AF_UNSPEC on a live loop */
   c->io.handle.data = c;
   if (uv_accept(listener, &c->io.stream) != 0) {

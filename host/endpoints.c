@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "lh.h"
+#include "metrics.h"
 #include "readiness.h"
 #include "response.h"
 
@@ -46,37 +47,10 @@ static void readyz(lh_endpoint_answer_t *a, lh_server_t *srv, const char *genera
   }
 }
 
-/* Gauges for every registered pool (the host's, and any a binding or a test build adds). */
-static void pool_gauges(lh_buf_t *b, const char *family, const char *help, int running) {
-  lh_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", family, help, family);
-  lh_pool_t *p;
-  for (unsigned i = 0; (p = lh_pools_at(i)) != NULL; i++)
-    lh_buf_printf(b, "%s{pool=\"%s\"} %u\n", family, lh_pool_name(p),
-                  running ? lh_pool_running(p) : lh_pool_queued(p));
-}
-
 static void metrics(lh_endpoint_answer_t *a, lh_server_t *srv, const char *generation) {
-  lh_buf_t *b = &a->body;
   a->status = 200;
   a->content_type = "text/plain; version=0.0.4; charset=utf-8";
-  lh_buf_puts(b, "# HELP luahost_requests_total Requests answered, by status.\n"
-                 "# TYPE luahost_requests_total counter\n");
-  for (int s = 100; s < LH_STATUS_SLOTS; s++) {
-    unsigned long long n = atomic_load(&srv->status_count[s]);
-    if (n)
-      lh_buf_printf(b, "luahost_requests_total{status=\"%d\"} %llu\n", s, n);
-  }
-  lh_buf_printf(b,
-                "# HELP luahost_connections Open client connections.\n"
-                "# TYPE luahost_connections gauge\nluahost_connections %d\n",
-                atomic_load(&srv->connections));
-  pool_gauges(b, "luahost_pool_queued", "Jobs waiting for a pool thread.", 0);
-  pool_gauges(b, "luahost_pool_running", "Jobs being worked on by pool threads.", 1);
-  lh_buf_printf(b,
-                "# HELP luahost_generation_info The live script generation.\n"
-                "# TYPE luahost_generation_info gauge\n"
-                "luahost_generation_info{id=\"%s\"} 1\n",
-                generation);
+  lh_metrics_render(&a->body, srv, generation);
 }
 
 void lh_endpoint_answer(lh_endpoint_answer_t *a, lh_reserved_t which, int method, lh_server_t *srv,

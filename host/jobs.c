@@ -26,6 +26,7 @@ struct lh_pool_s {
   pthread_cond_t cv;
   lh_job_t *head, *tail; /* waiting jobs, oldest first */
   unsigned queued, running;
+  unsigned long long rejected; /* submits refused because the queue was full */
   unsigned cap;
   int closing;
   unsigned nthreads;
@@ -214,6 +215,7 @@ int lh_pool_submit(lh_pool_t *pool, lh_job_t *job, lh_cq_t *cq) {
     return LH_ECLOSED;
   }
   if (pool->queued >= pool->cap) {
+    pool->rejected++;
     pthread_mutex_unlock(&pool->mu);
     return LH_EBUSY;
   }
@@ -249,6 +251,13 @@ unsigned lh_pool_queued(lh_pool_t *pool) {
 unsigned lh_pool_running(lh_pool_t *pool) {
   pthread_mutex_lock(&pool->mu);
   unsigned n = pool->running;
+  pthread_mutex_unlock(&pool->mu);
+  return n;
+}
+
+unsigned long long lh_pool_rejected(lh_pool_t *pool) {
+  pthread_mutex_lock(&pool->mu);
+  unsigned long long n = pool->rejected;
   pthread_mutex_unlock(&pool->mu);
   return n;
 }

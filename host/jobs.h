@@ -38,8 +38,9 @@ int lh_pool_create(lh_pool_t **out, const char *name, unsigned threads, unsigned
 /* LH_EBUSY when the queue is full, LH_ECLOSED after shutdown began. */
 int lh_pool_submit(lh_pool_t *pool, lh_job_t *job, lh_cq_t *cq);
 const char *lh_pool_name(const lh_pool_t *pool);
-unsigned lh_pool_queued(lh_pool_t *pool);  /* waiting, for metrics */
-unsigned lh_pool_running(lh_pool_t *pool); /* being worked on */
+unsigned lh_pool_queued(lh_pool_t *pool);             /* waiting, for metrics */
+unsigned lh_pool_running(lh_pool_t *pool);            /* being worked on */
+unsigned long long lh_pool_rejected(lh_pool_t *pool); /* submits refused: the queue was full */
 /* Stops the threads after the running jobs finish; waiting jobs are completed as cancelled.
  * Joins the threads, then frees the pool. The completion queues must still be alive and their
  * loops must run afterwards to deliver the `done` calls. */

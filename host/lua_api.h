@@ -14,6 +14,8 @@
 
 int lh_lua_core_open(lua_State *L);
 int lh_lua_log_open(lua_State *L);
+int lh_lua_admin_open(lua_State *L);   /* lua_admin.c: `luahost.admin` */
+int lh_lua_metrics_open(lua_State *L); /* lua_metrics.c: `luahost.metrics` */
 int luaopen_luahost_errors(lua_State *L);
 
 /* lua_router.c: the router as the host's Lua code sees it (the policy-test runner). */

@@ -4,6 +4,7 @@
  *   luahost [--config FILE]          run the server
  *   luahost [--config FILE] check    validate the configuration and scripts and run the policy
  *                                    tests without serving; exit 0 or 1 (`-t`, `--check`: aliases)
+ *   luahost [--config FILE] reload   ask the running host to reload (cli_reload.h)
  *   luahost migrate [ARGS...]        run the scripts' "migrate" command (see scripts/lib)
  *   luahost command NAME [ARGS...]   run any command the scripts declare
  * Start-up order: configuration, logging, the registered modules' init (secrets, hashing, database
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "cli_reload.h"
 #include "config.h"
 #include "jobs.h"
 #include "lh.h"
@@ -51,8 +53,8 @@ static const char lh_usage_text[] =
     "  -h, --help           print this help and exit\n"
     "  -v, --version        print the version and exit\n"
     "\n"
-    "signals: SIGTERM, SIGINT, SIGQUIT stop gracefully (drain, then exit 0); SIGUSR1 reopens\n"
-    "the log files (access_log_path, error_log_path).\n";
+    "signals: SIGTERM, SIGINT, SIGQUIT stop gracefully (drain, then exit 0); SIGHUP reloads;\n"
+    "SIGUSR1 reopens the log files (access_log_path, error_log_path).\n";
 
 static int usage(void) {
   fputs(lh_usage_text, stderr);
@@ -166,13 +168,16 @@ static int create_pools(const lh_config_t *cfg, char *err, size_t errlen) {
   int rc = create_pool("db", cfg->db_threads, cfg->db_queue, err, errlen);
   if (rc == 0)
     rc = create_pool("hash", cfg->hash_threads, cfg->hash_queue, err, errlen);
+  /* Reloads asked over HTTP wait here, off the loops (admin.c, lua_admin.c). */
+  if (rc == 0)
+    rc = create_pool("admin", 1, 16, err, errlen);
   return rc;
 }
 
 int main(int argc, char **argv) {
   const char *config_path = NULL;
   const char *command = NULL;
-  int check = 0, cmd_argc = 0;
+  int check = 0, reload = 0, cmd_argc = 0;
   char **cmd_argv = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-v") == 0) {
@@ -186,6 +191,8 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "check") == 0 || strcmp(argv[i], "-t") == 0 ||
                strcmp(argv[i], "--check") == 0) {
       check = 1;
+    } else if (strcmp(argv[i], "reload") == 0) {
+      reload = 1;
     } else if (strcmp(argv[i], "migrate") == 0) {
       command = "migrate";
       cmd_argc = argc - i - 1;
@@ -215,6 +222,8 @@ int main(int argc, char **argv) {
   lh_log_level_t level;
   if (lh_log_parse_level(cfg.log_level, &level) == 0)
     lh_log_set_level(level);
+  if (reload)
+    return lh_cli_reload(&cfg);
   /* The server's log files; `check` and the commands answer the operator on stderr. */
   if (!check && !command &&
       lh_log_open_files(cfg.access_log_path, cfg.error_log_path, err, sizeof(err)) != 0) {
@@ -255,7 +264,7 @@ int main(int argc, char **argv) {
     return code;
   }
   static lh_server_t srv;
-  rc = lh_server_start(&srv, &cfg, err, sizeof(err));
+  rc = lh_server_start(&srv, &cfg, config_path, err, sizeof(err));
   if (rc != 0) {
     lh_error("start-up failed: %s", err);
     lh_pools_destroy_all();
@@ -264,6 +273,7 @@ int main(int argc, char **argv) {
   }
   int code = lh_server_run(&srv);
   lh_pools_destroy_all();
+  lh_server_cleanup(&srv);
   lh_modules_cleanup();
   return code;
 }

@@ -74,6 +74,11 @@ int lh_ready_ok(const char **message, const char **code) {
   return 1;
 }
 
+int lh_ready_state(const char *name) {
+  const lh_ready_check_t *c = find(name);
+  return c ? atomic_load(&c->ok) != 0 : LH_ENOTFOUND;
+}
+
 /* ---- the prober ---- */
 
 /* A job carries what it runs, not a pointer into the registry: a check unregistered while its job

@@ -26,6 +26,10 @@ int lh_ready_unregister(const char *name);
  * code. Any thread. */
 int lh_ready_ok(const char **message, const char **code);
 
+/* The named check's last outcome: 1 passed, 0 failed or not run yet, LH_ENOTFOUND when no check
+ * has that name (metrics). Any thread. */
+int lh_ready_state(const char *name);
+
 /* Worker 0's prober: a timer on its loop and the jobs in flight. */
 typedef struct {
   uv_timer_t timer;

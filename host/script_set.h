@@ -12,7 +12,7 @@ typedef struct {
   size_t len;
 } lh_script_file_t;
 
-typedef struct {
+typedef struct lh_script_set_s {
   lh_script_file_t *files;
   size_t n, cap;
   char generation[17]; /* 16 hex digits */

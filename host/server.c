@@ -4,7 +4,10 @@
  * kernel spreads connections across them), a completion queue for pool jobs and its own Lua state.
  * Shutdown (SIGTERM/SIGINT): /readyz turns 503 at once so load balancers stop sending, after
  * drain_delay_ms the listeners close, idle connections close, in-flight requests finish (their
- * connections close after the response) within shutdown_grace_ms, and the process exits 0. */
+ * connections close after the response) within shutdown_grace_ms, and the process exits 0.
+ * SIGQUIT stops the same way; SIGHUP asks the reloader (reload.h) for a new generation, which each
+ * worker takes on its own loop (on_commit): requests already running finish on the VM they
+ * started on, which is freed once its last request ended (retire, on_reap). */
 #include "server.h"
 
 #include <errno.h>
@@ -122,6 +125,200 @@ static void close_cb_noop(uv_handle_t *h) {
   (void)h;
 }
 
+/* Worker 0's admin listener: one socket, bound exclusively (no SO_REUSEPORT: a second host on the
+ * same admin address fails at start instead of sharing it). */
+static int bind_admin(lh_worker_t *w, char *err, size_t errlen) {
+  lh_server_t *srv = w->srv;
+  const char *listen = srv->cfg->admin_listen;
+  if (strcmp(listen, "off") == 0)
+    return 0;
+  struct sockaddr_storage ss;
+  int port, rc;
+  if (parse_listen(listen, srv->admin_host, sizeof(srv->admin_host), &port) != 0) {
+    snprintf(err, errlen, "admin_listen: expected host:port or off, got '%s'", listen);
+    return LH_EINVAL;
+  }
+  if (strchr(srv->admin_host, ':'))
+    rc = uv_ip6_addr(srv->admin_host, port, (struct sockaddr_in6 *)&ss);
+  else
+    rc = uv_ip4_addr(srv->admin_host, port, (struct sockaddr_in *)&ss);
+  if (rc != 0) {
+    snprintf(err, errlen, "admin_listen: invalid address %s", listen);
+    return LH_EINVAL;
+  }
+  uv_tcp_init(&w->loop, &w->admin);
+  w->admin.data = w;
+  w->admin_open = 1;
+  rc = uv_tcp_bind(&w->admin, (struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&w->admin, 64, lh_conn_on_connection);
+  if (rc != 0) {
+    snprintf(err, errlen, "admin_listen on %s: %s (set admin_listen to another address, or off)",
+             listen, uv_strerror(rc));
+    return LH_EIO;
+  }
+  struct sockaddr_storage bound;
+  int len = sizeof(bound);
+  uv_tcp_getsockname(&w->admin, (struct sockaddr *)&bound, &len);
+  srv->admin_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                      : ((struct sockaddr_in *)&bound)->sin_port);
+  return 0;
+}
+
+/* ---- mail: work other threads post to a worker ---- */
+
+struct lh_mail_s {
+  void (*fn)(lh_worker_t *w, void *arg);
+  void *arg;
+  int heap; /* allocated by lh_worker_post (else embedded in its sender's struct) */
+  lh_mail_t *next;
+};
+
+static void post(lh_worker_t *w, lh_mail_t *m) {
+  m->next = NULL;
+  uv_mutex_lock(&w->mail_mu);
+  if (w->mail_tail)
+    w->mail_tail->next = m;
+  else
+    w->mail_head = m;
+  w->mail_tail = m;
+  uv_mutex_unlock(&w->mail_mu);
+  uv_async_send(&w->mail);
+}
+
+int lh_worker_post(lh_worker_t *w, void (*fn)(lh_worker_t *w, void *arg), void *arg) {
+  lh_mail_t *m = malloc(sizeof(*m));
+  if (!m)
+    return LH_ENOMEM;
+  m->fn = fn;
+  m->arg = arg;
+  m->heap = 1;
+  post(w, m);
+  return 0;
+}
+
+static void on_mail(uv_async_t *a) {
+  lh_worker_t *w = a->data;
+  uv_mutex_lock(&w->mail_mu);
+  lh_mail_t *m = w->mail_head;
+  w->mail_head = w->mail_tail = NULL;
+  uv_mutex_unlock(&w->mail_mu);
+  while (m) {
+    lh_mail_t *next = m->next;
+    int heap = m->heap;
+    m->fn(w, m->arg); /* may free an embedded m */
+    if (heap)
+      free(m);
+    m = next;
+  }
+}
+
+/* ---- generations: commit and retire ---- */
+
+struct lh_retired_s {
+  lh_vm_t *vm;
+  lh_gen_t *gen;
+  lh_retired_t *next;
+};
+
+static void set_limits(lh_worker_t *w) {
+  const lh_config_t *cfg = w->cfg;
+  w->limits.max_url_bytes = (size_t)cfg->max_url_bytes;
+  w->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
+  w->limits.max_header_fields = (size_t)cfg->max_header_fields;
+  w->limits.max_body_bytes = (size_t)cfg->max_body_bytes;
+}
+
+static void on_idle(void *ud);
+
+/* Frees every retired VM whose last request ended (a zero timer: never from inside the VM). */
+static void on_reap(uv_timer_t *t) {
+  lh_worker_t *w = t->data;
+  lh_retired_t **p = &w->retired;
+  while (*p) {
+    lh_retired_t *r = *p;
+    if (lh_vm_busy(r->vm)) {
+      p = &r->next;
+      continue;
+    }
+    *p = r->next;
+    lh_vm_free(r->vm);
+    lh_gen_unref(r->gen);
+    free(r);
+  }
+  lh_worker_check_stopped(w);
+}
+
+static void on_retired_idle(void *ud) {
+  lh_worker_t *w = ud;
+  uv_timer_start(&w->reap, on_reap, 0, 0);
+}
+
+typedef struct {
+  lh_mail_t mail;
+  lh_vm_t *vm;
+  lh_gen_t *gen;
+  lh_retired_t *node; /* allocated by the committer: retiring cannot fail */
+  uv_sem_t *acks;
+} lh_commit_t;
+
+static void on_commit(lh_worker_t *w, void *arg) {
+  lh_commit_t *c = arg;
+  lh_retired_t *r = c->node;
+  r->vm = w->vm;
+  r->gen = w->gen;
+  w->vm = c->vm;
+  w->gen = c->gen;
+  w->cfg = lh_gen_config(c->gen);
+  set_limits(w);
+  lh_vm_on_idle(w->vm, on_idle, w);
+  if (lh_vm_busy(r->vm)) {
+    lh_vm_on_idle(r->vm, on_retired_idle, w);
+    r->next = w->retired;
+    w->retired = r;
+  } else {
+    lh_vm_free(r->vm);
+    lh_gen_unref(r->gen);
+    free(r);
+  }
+  uv_sem_post(c->acks);
+}
+
+int lh_server_commit(lh_server_t *srv, lh_vm_t **vms, lh_gen_t *gen) {
+  int n = srv->nworkers;
+  lh_commit_t *c = calloc((size_t)n, sizeof(*c));
+  int rc = c ? 0 : LH_ENOMEM;
+  for (int i = 0; rc == 0 && i < n; i++)
+    if (!(c[i].node = calloc(1, sizeof(lh_retired_t))))
+      rc = LH_ENOMEM;
+  if (rc != 0) {
+    for (int i = 0; c && i < n; i++)
+      free(c[i].node);
+    free(c);
+    return rc;
+  }
+  /* Everything is allocated: from here nothing fails, so no worker commits alone. */
+  uv_sem_t acks;
+  uv_sem_init(&acks, 0);
+  for (int i = 0; i < n; i++) {
+    c[i].mail.fn = on_commit;
+    c[i].mail.arg = &c[i];
+    c[i].mail.heap = 0;
+    c[i].vm = vms[i];
+    c[i].gen = gen;
+    c[i].acks = &acks;
+    lh_gen_ref(gen); /* the worker's */
+    post(&srv->workers[i], &c[i].mail);
+  }
+  for (int i = 0; i < n; i++)
+    uv_sem_wait(&acks);
+  uv_sem_destroy(&acks);
+  free(c);
+  if (!atomic_load(&srv->started))
+    atomic_store(&srv->started, 1); /* the candidate's on_start hooks passed (reload.c) */
+  return 0;
+}
+
 /* Memory after a burst: a thousand concurrent requests with large bodies leave the allocator's
  * heaps grown (freed chunks stay mapped in the threads' arenas), so the resident size stays at
  * the burst's peak long after it ended. Once a second worker 0 looks at the request counter:
@@ -149,6 +346,13 @@ static void worker_finish(lh_worker_t *w) {
   if (!uv_is_closing((uv_handle_t *)&w->trim))
     uv_close((uv_handle_t *)&w->trim, close_cb_noop);
   uv_timer_stop(&w->start_retry);
+  uv_timer_stop(&w->reap);
+  if (!uv_is_closing((uv_handle_t *)&w->reap))
+    uv_close((uv_handle_t *)&w->reap, close_cb_noop);
+  if (!uv_is_closing((uv_handle_t *)&w->mail))
+    uv_close((uv_handle_t *)&w->mail, close_cb_noop);
+  if (w->admin_open && !uv_is_closing((uv_handle_t *)&w->admin))
+    uv_close((uv_handle_t *)&w->admin, close_cb_noop);
   lh_ready_prober_close(&w->ready);
   if (!uv_is_closing((uv_handle_t *)&w->start_retry))
     uv_close((uv_handle_t *)&w->start_retry, close_cb_noop);
@@ -168,7 +372,7 @@ static void worker_finish(lh_worker_t *w) {
  * flight (it will post to this loop's completion queue). Checked on every event that removes one
  * of them (a connection unlinked, the VM going idle, a probe done) rather than polled. */
 void lh_worker_check_stopped(lh_worker_t *w) {
-  if (!w->stopping || w->finished || w->conns || lh_vm_busy(w->vm) ||
+  if (!w->stopping || w->finished || w->conns || w->retired || lh_vm_busy(w->vm) ||
       lh_ready_prober_busy(&w->ready))
     return;
   w->finished = 1;
@@ -185,6 +389,8 @@ static void on_grace_over(uv_timer_t *t) {
   lh_warn("worker %d: shutdown grace period over: closing connections, waking sleepers", w->id);
   lh_conn_close_all(w);
   lh_vm_cancel(w->vm);
+  for (lh_retired_t *r = w->retired; r; r = r->next)
+    lh_vm_cancel(r->vm);
   lh_worker_check_stopped(w);
 }
 
@@ -196,6 +402,8 @@ static void on_wakeup(uv_async_t *a) {
   lh_ready_prober_stop(&w->ready);
   if (w->listener_open && !uv_is_closing((uv_handle_t *)&w->listener))
     uv_close((uv_handle_t *)&w->listener, close_cb_noop);
+  if (w->admin_open && !uv_is_closing((uv_handle_t *)&w->admin))
+    uv_close((uv_handle_t *)&w->admin, close_cb_noop);
   lh_conn_close_idle(w);
   uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->srv->cfg->shutdown_grace_ms, 0);
   lh_worker_check_stopped(w);
@@ -230,9 +438,22 @@ static void run_start_hooks(lh_worker_t *w) {
   lh_vm_run_hook(w->vm, NULL, 0, NULL, on_start_done, w);
 }
 
+static void free_vms(lh_worker_t *w) {
+  while (w->retired) {
+    lh_retired_t *r = w->retired;
+    w->retired = r->next;
+    lh_vm_free(r->vm);
+    lh_gen_unref(r->gen);
+    free(r);
+  }
+  lh_vm_free(w->vm);
+  w->vm = NULL;
+  lh_gen_unref(w->gen);
+  w->gen = NULL;
+}
+
 static void worker_main(void *arg) {
   lh_worker_t *w = arg;
-  const lh_config_t *cfg = w->srv->cfg;
   int rc = uv_loop_init(&w->loop);
   if (rc != 0) {
     snprintf(w->start_err, sizeof(w->start_err), "loop: %s", uv_strerror(rc));
@@ -249,20 +470,26 @@ static void worker_main(void *arg) {
   w->start_retry.data = w;
   uv_timer_init(&w->loop, &w->trim);
   w->trim.data = w;
+  uv_timer_init(&w->loop, &w->reap);
+  w->reap.data = w;
+  uv_async_init(&w->loop, &w->mail, on_mail);
+  w->mail.data = w;
   rc = lh_cq_create(&w->cq, &w->loop);
   lh_ready_prober_init(&w->ready, &w->loop, w->cq, on_idle, w);
   if (rc != 0)
     snprintf(w->start_err, sizeof(w->start_err), "completion queue: %s", lh_strerror(rc));
   if (rc == 0)
-    rc = lh_vm_create(&w->vm, cfg, &w->loop, w->cq, w->start_err, sizeof(w->start_err));
+    rc = lh_vm_create_from(&w->vm, w->cfg, w->srv->start_set, &w->loop, w->cq, w->start_err,
+                           sizeof(w->start_err));
   if (rc == 0)
     rc = bind_listener(w, w->start_err, sizeof(w->start_err));
+  if (rc == 0 && w->id == 0)
+    rc = bind_admin(w, w->start_err, sizeof(w->start_err));
   w->start_rc = rc;
   if (rc != 0) {
     worker_finish(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    lh_vm_free(w->vm);
-    w->vm = NULL;
+    free_vms(w);
     uv_loop_close(&w->loop);
     lh_buf_free(&w->out);
     uv_sem_post(&w->started);
@@ -280,8 +507,7 @@ static void worker_main(void *arg) {
       atomic_store(&w->srv->started, 1);
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
-  lh_vm_free(w->vm);
-  w->vm = NULL;
+  free_vms(w);
   if (uv_loop_close(&w->loop) != 0)
     lh_warn("worker %d: handles left open at exit", w->id);
   lh_buf_free(&w->out);
@@ -295,15 +521,50 @@ static void stop_started(lh_server_t *srv, int n) {
   for (int k = 0; k < n; k++) {
     uv_thread_join(&srv->workers[k].thread);
     uv_sem_destroy(&srv->workers[k].started);
+    uv_mutex_destroy(&srv->workers[k].mail_mu);
   }
   free(srv->workers);
   srv->workers = NULL;
   srv->nworkers = 0;
 }
 
-int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t errlen) {
+static int start_workers(lh_server_t *srv, char *err, size_t errlen);
+
+int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, const char *config_path, char *err,
+                    size_t errlen) {
   memset(srv, 0, sizeof(*srv));
   srv->cfg = cfg;
+  srv->config_path = config_path;
+  /* One snapshot of the scripts for every worker, and the first generation's configuration. */
+  lh_script_set_t set;
+  int rc = lh_script_set_read(&set, cfg->scripts, err, errlen);
+  if (rc != 0)
+    return rc;
+  if (!(srv->gen0 = lh_gen_new(cfg))) {
+    lh_script_set_free(&set);
+    snprintf(err, errlen, "out of memory");
+    return LH_ENOMEM;
+  }
+  srv->start_set = &set;
+  rc = start_workers(srv, err, errlen);
+  srv->start_set = NULL;
+  if (rc == 0 && (rc = lh_reloader_start(&srv->reloader, srv, config_path, srv->gen0,
+                                         set.generation, err, errlen)) != 0)
+    stop_started(srv, srv->nworkers);
+  lh_script_set_free(&set);
+  if (rc != 0) {
+    lh_gen_unref(srv->gen0);
+    srv->gen0 = NULL;
+    return rc;
+  }
+  if (srv->admin_port)
+    lh_info("admin listener on %s:%d (health, metrics, reload)%s", srv->admin_host, srv->admin_port,
+            cfg->admin_token[0] ? ", bearer token required" : "");
+  return 0;
+}
+
+static int start_workers(lh_server_t *srv, char *err, size_t errlen) {
+  const lh_config_t *cfg = srv->cfg;
   /* Before any worker (and its Lua state) exists: the bounds of a decoded request body. */
   lh_json_limits_t body_limits = {(size_t)cfg->max_body_values,
                                   (size_t)cfg->max_body_decoded_bytes};
@@ -327,13 +588,16 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t 
     lh_worker_t *w = &srv->workers[i];
     w->srv = srv;
     w->id = i;
-    w->limits.max_url_bytes = (size_t)cfg->max_url_bytes;
-    w->limits.max_header_bytes = (size_t)cfg->max_header_bytes;
-    w->limits.max_header_fields = (size_t)cfg->max_header_fields;
-    w->limits.max_body_bytes = (size_t)cfg->max_body_bytes;
+    w->gen = srv->gen0;
+    lh_gen_ref(w->gen);
+    w->cfg = lh_gen_config(w->gen);
+    set_limits(w);
+    uv_mutex_init(&w->mail_mu);
     uv_sem_init(&w->started, 0);
     if (uv_thread_create(&w->thread, worker_main, w) != 0) {
       snprintf(err, errlen, "cannot start worker thread %d", i);
+      lh_gen_unref(w->gen);
+      uv_mutex_destroy(&w->mail_mu);
       uv_sem_destroy(&w->started);
       stop_started(srv, i);
       return LH_EIO;
@@ -344,6 +608,7 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t 
       snprintf(err, errlen, "%s", w->start_err);
       uv_thread_join(&w->thread);
       uv_sem_destroy(&w->started);
+      uv_mutex_destroy(&w->mail_mu);
       stop_started(srv, i);
       return rc;
     }
@@ -355,8 +620,8 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, char *err, size_t 
 
 typedef struct {
   lh_server_t *srv;
-  uv_signal_t sigterm, sigint;
-  uv_signal_t sigquit, sigusr1; /* SIGQUIT: stop like SIGTERM; SIGUSR1: reopen the log files */
+  uv_signal_t sigterm, sigint, sigquit, sighup;
+  uv_signal_t sigusr1; /* reopens the log files */
   uv_timer_t drain;
   int signalled;
   uint64_t first_signal; /* loop time of the first signal */
@@ -373,6 +638,7 @@ static void on_drained(uv_timer_t *t) {
   uv_close((uv_handle_t *)&m->sigterm, NULL);
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigquit, NULL);
+  uv_close((uv_handle_t *)&m->sighup, NULL);
   uv_close((uv_handle_t *)&m->sigusr1, NULL);
   uv_close((uv_handle_t *)&m->drain, NULL);
 }
@@ -390,12 +656,23 @@ static void on_signal(uv_signal_t *s, int signum) {
   }
   m->first_signal = now;
   lh_info("received %s: draining for %d ms, then stopping",
-          signum == SIGTERM   ? "SIGTERM"
-          : signum == SIGQUIT ? "SIGQUIT"
-                              : "SIGINT",
+          signum == SIGTERM  ? "SIGTERM"
+          : signum == SIGINT ? "SIGINT"
+                             : "SIGQUIT",
           m->srv->cfg->drain_delay_ms);
   atomic_store(&m->srv->draining, 1);
+  /* No generation may change while the workers stop: a reload in progress finishes first. */
+  lh_reloader_stop(m->srv->reloader);
   uv_timer_start(&m->drain, on_drained, (uint64_t)m->srv->cfg->drain_delay_ms, 0);
+}
+
+static void on_sighup(uv_signal_t *s, int signum) {
+  lh_main_t *m = s->data;
+  (void)signum;
+  if (m->signalled)
+    return; /* stopping */
+  lh_info("received SIGHUP: reloading the scripts and the configuration");
+  lh_reload_request(m->srv->reloader, "signal");
 }
 
 /* SIGUSR1, the logrotate convention: the log files are opened again at their paths. */
@@ -416,23 +693,33 @@ int lh_server_run(lh_server_t *srv) {
   uv_loop_init(&loop);
   uv_signal_init(&loop, &m.sigterm);
   uv_signal_init(&loop, &m.sigint);
+  uv_signal_init(&loop, &m.sigquit);
+  uv_signal_init(&loop, &m.sighup);
   uv_timer_init(&loop, &m.drain);
-  m.sigterm.data = m.sigint.data = m.drain.data = &m;
+  m.sigterm.data = m.sigint.data = m.sigquit.data = m.sighup.data = m.drain.data = &m;
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
   uv_signal_start(&m.sigint, on_signal, SIGINT);
-  uv_signal_init(&loop, &m.sigquit);
-  uv_signal_init(&loop, &m.sigusr1);
-  m.sigquit.data = m.sigusr1.data = &m;
   uv_signal_start(&m.sigquit, on_signal, SIGQUIT);
+  uv_signal_start(&m.sighup, on_sighup, SIGHUP);
+  uv_signal_init(&loop, &m.sigusr1);
+  m.sigusr1.data = &m;
   uv_signal_start(&m.sigusr1, on_reopen_logs, SIGUSR1);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   for (int i = 0; i < srv->nworkers; i++) {
     uv_thread_join(&srv->workers[i].thread);
     uv_sem_destroy(&srv->workers[i].started);
+    uv_mutex_destroy(&srv->workers[i].mail_mu);
   }
   free(srv->workers);
   srv->workers = NULL;
   lh_info("luahost stopped");
   return 0;
+}
+
+void lh_server_cleanup(lh_server_t *srv) {
+  lh_reloader_free(srv->reloader);
+  srv->reloader = NULL;
+  lh_gen_unref(srv->gen0);
+  srv->gen0 = NULL;
 }

@@ -19,6 +19,7 @@
 
 #include "lh.h"
 #include "log.h"
+#include "metrics.h"
 #include "pattern.h"
 #include "register.h"
 #include "script_set.h"
@@ -61,6 +62,9 @@ static int add_routes(lh_vm_t *vm, char *err, size_t errlen) {
     lua_getfield(L, -1, "method");
     lua_getfield(L, -2, "path");
     lua_getfield(L, -3, "where");
+    lua_getfield(L, -4, "host"); /* the loader's own routes (GET and POST /admin/reload) */
+    int host = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     const char *method = lua_tostring(L, -3), *path = lua_tostring(L, -2);
     const char *where = lua_tostring(L, -1);
     char why[256] = "";
@@ -71,7 +75,7 @@ static int add_routes(lh_vm_t *vm, char *err, size_t errlen) {
       for (int k = 0; k < LH_M__COUNT && pos < sizeof(why); k++)
         pos += (size_t)snprintf(why + pos, sizeof(why) - pos, "%s%s", k ? ", " : " ",
                                 lh_method_name((lh_method_t)k));
-    } else if (lh_reserved_for_routes(path, strlen(path)) >= 0) {
+    } else if (!host && lh_reserved_for_routes(path, strlen(path)) >= 0) {
       snprintf(why, sizeof(why), "path '%s' is reserved for the host", path);
     } else {
       rc = lh_router_add(vm->router, (lh_method_t)m, path, i, why, sizeof(why));
@@ -177,6 +181,17 @@ static int open_state(lh_vm_t *vm, char *err, size_t errlen) {
 
 int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t *cq, char *err,
                  size_t errlen) {
+  lh_script_set_t set = {0};
+  *out = NULL;
+  int rc = lh_script_set_read(&set, cfg->scripts, err, errlen);
+  if (rc == 0)
+    rc = lh_vm_create_from(out, cfg, &set, loop, cq, err, errlen);
+  lh_script_set_free(&set);
+  return rc;
+}
+
+int lh_vm_create_from(lh_vm_t **out, const lh_config_t *cfg, const lh_script_set_t *set,
+                      uv_loop_t *loop, lh_cq_t *cq, char *err, size_t errlen) {
   *out = NULL;
   lh_vm_t *vm = calloc(1, sizeof(*vm));
   if (!vm) {
@@ -187,17 +202,13 @@ int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t
   vm->loop = loop;
   vm->cq = cq;
   vm->run_ref = vm->routes_ref = vm->start_ref = vm->command_ref = vm->gen_ref = LUA_NOREF;
-  lh_script_set_t set = {0};
   int rc = lh_router_create(&vm->router);
-  if (rc == 0)
-    rc = lh_script_set_read(&set, cfg->scripts, err, errlen);
   if (rc == 0) {
-    memcpy(vm->generation, set.generation, sizeof(vm->generation));
+    memcpy(vm->generation, set->generation, sizeof(vm->generation));
     rc = open_state(vm, err, errlen);
   }
   if (rc == 0)
-    rc = load_generation(vm, &set, err, errlen);
-  lh_script_set_free(&set);
+    rc = load_generation(vm, set, err, errlen);
   if (rc != 0) {
     if (err[0] == '\0')
       snprintf(err, errlen, "%s", lh_strerror(rc));
@@ -326,6 +337,8 @@ static void resume_task(lh_task_t *t, int nargs) {
   vt->used_bytes = lh_memory_disarm(&vm->memory);
   /* LH_VM_MEMORY: past its memory share; LH_VM_BUDGET: past its time */
   int exceeded = vm->memory.exceeded ? LH_VM_MEMORY : vm->budget.exceeded ? LH_VM_BUDGET : 0;
+  if (exceeded == LH_VM_BUDGET)
+    lh_metrics_budget_exceeded();
   lh_budget_disarm(&vm->budget, vm->L);
   vt->used_ns += lh_now_ns() - start;
 

@@ -37,6 +37,12 @@ struct lh_exchange_s {
  * "file:line: message" to err and returns LH_EINVAL. */
 int lh_vm_create(lh_vm_t **out, const lh_config_t *cfg, uv_loop_t *loop, lh_cq_t *cq, char *err,
                  size_t errlen);
+/* The same from scripts already read (script_set.h): every worker's VM of one generation is
+ * built from one snapshot. The VM may be built on another thread than the one that runs loop;
+ * it belongs to that loop's thread once handed over. */
+struct lh_script_set_s;
+int lh_vm_create_from(lh_vm_t **out, const lh_config_t *cfg, const struct lh_script_set_s *set,
+                      uv_loop_t *loop, lh_cq_t *cq, char *err, size_t errlen);
 /* Frees the state; only when no request is running on it (lh_vm_busy == 0). */
 void lh_vm_free(lh_vm_t *vm);
 int lh_vm_busy(const lh_vm_t *vm);

@@ -17,6 +17,8 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -36,13 +38,28 @@ typedef struct lh_jwt_key_s {
   crypto_auth_hmacsha256_state state;
 } lh_jwt_key_t;
 
+/* The keys and the lifetime: what a reload may change (reload.h). Immutable once published;
+ * lh_jwt_reload publishes a new set with one atomic store, and sets that were replaced stay
+ * allocated until lh_jwt_cleanup (a worker may still be reading one), so they are only replaced
+ * when something in them changed. */
+typedef struct lh_jwt_keys_s {
+  lh_jwt_key_t current, previous;
+  int64_t ttl;
+  unsigned char digest[32]; /* of the secrets and ttl they were made from */
+  struct lh_jwt_keys_s *older;
+} lh_jwt_keys_t;
+
+static _Atomic(lh_jwt_keys_t *) g_keys;
+
+static const lh_jwt_keys_t *keys(void) {
+  return atomic_load_explicit(&g_keys, memory_order_acquire);
+}
+
 /* Written once by lh_jwt_init before worker threads exist, read-only afterwards. */
 static struct {
   int ready;
-  lh_jwt_key_t current, previous;
   char issuer[256];
   char audience[256];
-  int64_t ttl;
   char header[64]; /* base64url of the fixed header */
   size_t header_len;
 } g_jwt;
@@ -65,26 +82,36 @@ static int load_secret(lh_jwt_key_t *key, const char *secret, const char *name, 
   return 0;
 }
 
-int lh_jwt_init(const lh_config_t *cfg, char *err, size_t errlen) {
-  static const char header_json[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-  lh_jwt_cleanup();
-  if (sodium_init() < 0) {
-    snprintf(err, errlen, "libsodium failed to initialise");
-    return LH_EIO;
-  }
+static void keys_digest(const lh_config_t *cfg, unsigned char out[32]) {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, 32);
+  crypto_generichash_update(&st, (const unsigned char *)cfg->jwt_secret,
+                            strlen(cfg->jwt_secret) + 1);
+  crypto_generichash_update(&st, (const unsigned char *)cfg->jwt_previous_secret,
+                            strlen(cfg->jwt_previous_secret) + 1);
+  crypto_generichash_update(&st, (const unsigned char *)&cfg->token_ttl, sizeof(cfg->token_ttl));
+  crypto_generichash_final(&st, out, 32);
+}
+
+/* Builds the keys of cfg into a new set (*out), or explains in err why they are unusable. */
+static int keys_make(const lh_config_t *cfg, lh_jwt_keys_t **out, char *err, size_t errlen) {
+  *out = NULL;
   if (cfg->token_ttl <= 0) {
     snprintf(err, errlen, "token_ttl must be a positive number of seconds");
     return LH_EINVAL;
   }
-  int rc;
+  lh_jwt_keys_t *k = calloc(1, sizeof(*k));
+  if (!k) {
+    snprintf(err, errlen, "out of memory");
+    return LH_ENOMEM;
+  }
+  int rc = 0;
   if (cfg->jwt_secret[0] != '\0') {
-    rc = load_secret(&g_jwt.current, cfg->jwt_secret, "LUAHOST_JWT_SECRET", err, errlen);
-    if (rc < 0)
-      goto fail;
+    rc = load_secret(&k->current, cfg->jwt_secret, "LUAHOST_JWT_SECRET", err, errlen);
   } else if (cfg->dev) {
     unsigned char secret[LH_JWT_MIN_SECRET];
     randombytes_buf(secret, sizeof secret);
-    key_set(&g_jwt.current, secret, sizeof secret);
+    key_set(&k->current, secret, sizeof secret);
     sodium_memzero(secret, sizeof secret);
     lh_warn("LUAHOST_JWT_SECRET is not set: development mode generated a random JWT secret; "
             "tokens will not survive a restart and are not accepted by other hosts");
@@ -93,17 +120,57 @@ int lh_jwt_init(const lh_config_t *cfg, char *err, size_t errlen) {
              "LUAHOST_JWT_SECRET is required (at least %d bytes); set LUAHOST_DEV=1 for a "
              "generated development secret",
              LH_JWT_MIN_SECRET);
-    return LH_EINVAL;
+    rc = LH_EINVAL;
   }
-  if (cfg->jwt_previous_secret[0] != '\0') {
-    rc = load_secret(&g_jwt.previous, cfg->jwt_previous_secret, "LUAHOST_JWT_PREVIOUS_SECRET", err,
+  if (rc == 0 && cfg->jwt_previous_secret[0] != '\0')
+    rc = load_secret(&k->previous, cfg->jwt_previous_secret, "LUAHOST_JWT_PREVIOUS_SECRET", err,
                      errlen);
-    if (rc < 0)
-      goto fail;
+  if (rc < 0) {
+    sodium_memzero(k, sizeof(*k));
+    free(k);
+    return rc;
   }
+  k->ttl = cfg->token_ttl;
+  keys_digest(cfg, k->digest);
+  *out = k;
+  return 0;
+}
+
+int lh_jwt_reload(const lh_config_t *cfg, int apply, char *err, size_t errlen) {
+  lh_jwt_keys_t *cur = atomic_load(&g_keys);
+  unsigned char digest[32];
+  keys_digest(cfg, digest);
+  if (cur && memcmp(cur->digest, digest, sizeof digest) == 0)
+    return 0; /* nothing changed (a development secret stays as it was generated) */
+  lh_jwt_keys_t *k;
+  int rc = keys_make(cfg, &k, err, errlen);
+  if (rc < 0 || !apply) {
+    if (k) {
+      sodium_memzero(k, sizeof(*k));
+      free(k);
+    }
+    return rc;
+  }
+  k->older = cur;
+  atomic_store_explicit(&g_keys, k, memory_order_release);
+  lh_info("JWT keys replaced on reload");
+  return 0;
+}
+
+int lh_jwt_init(const lh_config_t *cfg, char *err, size_t errlen) {
+  static const char header_json[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+  lh_jwt_cleanup();
+  if (sodium_init() < 0) {
+    snprintf(err, errlen, "libsodium failed to initialise");
+    return LH_EIO;
+  }
+  lh_jwt_keys_t *k;
+  int rc = keys_make(cfg, &k, err, errlen);
+  if (rc < 0)
+    goto fail;
+  atomic_store(&g_keys, k);
   snprintf(g_jwt.issuer, sizeof g_jwt.issuer, "%s", cfg->jwt_issuer);
   snprintf(g_jwt.audience, sizeof g_jwt.audience, "%s", cfg->jwt_audience);
-  g_jwt.ttl = cfg->token_ttl;
   sodium_bin2base64(g_jwt.header, sizeof g_jwt.header, (const unsigned char *)header_json,
                     sizeof header_json - 1, LH_B64URL);
   g_jwt.header_len = strlen(g_jwt.header);
@@ -115,6 +182,13 @@ fail:
 }
 
 void lh_jwt_cleanup(void) {
+  lh_jwt_keys_t *k = atomic_exchange(&g_keys, NULL);
+  while (k) {
+    lh_jwt_keys_t *older = k->older;
+    sodium_memzero(k, sizeof(*k));
+    free(k);
+    k = older;
+  }
   sodium_memzero(&g_jwt, sizeof g_jwt);
 }
 
@@ -163,7 +237,7 @@ static int add_registered_claims(json_t *payload, int64_t now) {
     return LH_EINVAL;
   int rc = set_int(payload, "iat", now);
   if (rc == 0 && !exp)
-    rc = set_int(payload, "exp", now + g_jwt.ttl);
+    rc = set_int(payload, "exp", now + keys()->ttl);
   if (rc == 0 && g_jwt.issuer[0])
     rc = set_str(payload, "iss", g_jwt.issuer);
   if (rc == 0 && g_jwt.audience[0])
@@ -204,7 +278,7 @@ int lh_jwt_sign(const json_t *claims, int64_t now, char *out, size_t outlen) {
   if (rc < 0 || outlen - pos < 2)
     return LH_ELIMIT;
   unsigned char mac[LH_JWT_MAC_BYTES];
-  mac_compute(&g_jwt.current, out, pos, mac);
+  mac_compute(&keys()->current, out, pos, mac);
   out[pos++] = '.';
   rc = b64_append(out, outlen, &pos, mac, sizeof mac);
   if (rc < 0)
@@ -257,11 +331,12 @@ static const char *check_signature(const char *signed_part, size_t signed_len, c
   size_t n;
   if (b64_decode(sig, sig_len, given, sizeof given, &n) < 0 || n != LH_JWT_MAC_BYTES)
     return "bad_signature";
-  mac_compute(&g_jwt.current, signed_part, signed_len, mac);
+  const lh_jwt_keys_t *k = keys();
+  mac_compute(&k->current, signed_part, signed_len, mac);
   if (crypto_verify_32(mac, given) == 0)
     return NULL;
-  if (g_jwt.previous.set) {
-    mac_compute(&g_jwt.previous, signed_part, signed_len, mac);
+  if (k->previous.set) {
+    mac_compute(&k->previous, signed_part, signed_len, mac);
     if (crypto_verify_32(mac, given) == 0)
       return NULL;
   }

@@ -24,6 +24,9 @@
  * start-up before other threads use this module. */
 int lh_jwt_init(const lh_config_t *cfg, char *err, size_t errlen);
 /* Wipes the secrets; sign and verify fail afterwards until the next init. */
+/* A reload's configuration: apply == 0 only checks that its secrets are usable; apply == 1 makes
+ * them (and token_ttl) the ones used from now on (reload.h). 0 or LH_EINVAL with a message. */
+int lh_jwt_reload(const lh_config_t *cfg, int apply, char *err, size_t errlen);
 void lh_jwt_cleanup(void);
 
 /* Signs claims (a JSON object; borrowed, not modified) at time now (Unix seconds). Adds `iat` =

@@ -16,23 +16,27 @@
 
 static const lh_module_t builtin[] = {
     /* the host's own modules */
-    {"luahost", lh_lua_core_open, NULL, NULL, LH_MODULE_SCRIPTS},
-    {"luahost.log", lh_lua_log_open, NULL, NULL, LH_MODULE_SCRIPTS},
-    {"luahost.json", luaopen_luahost_json, NULL, NULL, LH_MODULE_SCRIPTS},
-    {"luahost.ratelimit", luaopen_luahost_ratelimit, NULL, NULL, LH_MODULE_SCRIPTS},
-    {"luahost.errors", luaopen_luahost_errors, NULL, NULL, 0},
-    {"luahost.pattern", luaopen_luahost_pattern, NULL, NULL, 0},
-    {"luahost.response", NULL, NULL, NULL, LH_MODULE_SCRIPTS},
-    {"luahost.validate", NULL, NULL, NULL, LH_MODULE_SCRIPTS},
-    {"luahost.loader", NULL, NULL, NULL, 0},
-    {"luahost.runtime", NULL, NULL, NULL, 0},
-    {"luahost.policy_tests", NULL, NULL, NULL, 0},
+    {"luahost", lh_lua_core_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.log", lh_lua_log_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.metrics", lh_lua_metrics_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.json", luaopen_luahost_json, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.ratelimit", luaopen_luahost_ratelimit, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.admin", lh_lua_admin_open, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.errors", luaopen_luahost_errors, NULL, NULL, 0, NULL},
+    {"luahost.pattern", luaopen_luahost_pattern, NULL, NULL, 0, NULL},
+    {"luahost.response", NULL, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.validate", NULL, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
+    {"luahost.loader", NULL, NULL, NULL, 0, NULL},
+    {"luahost.runtime", NULL, NULL, NULL, 0, NULL},
+    {"luahost.policy_tests", NULL, NULL, NULL, 0, NULL},
     /* native bindings */
     {"luahost.password", luaopen_luahost_password, lh_password_init, lh_password_cleanup,
-     LH_MODULE_SCRIPTS},
-    {"luahost.jwt", luaopen_luahost_jwt, lh_jwt_init, lh_jwt_cleanup, LH_MODULE_SCRIPTS},
-    {"luahost.mongo", luaopen_luahost_mongo, lh_mongo_init, lh_mongo_cleanup, LH_MODULE_SCRIPTS},
-    {"luahost.unicode", luaopen_luahost_unicode, NULL, NULL, LH_MODULE_SCRIPTS},
+     LH_MODULE_SCRIPTS, NULL},
+    {"luahost.jwt", luaopen_luahost_jwt, lh_jwt_init, lh_jwt_cleanup, LH_MODULE_SCRIPTS,
+     lh_jwt_reload},
+    {"luahost.mongo", luaopen_luahost_mongo, lh_mongo_init, lh_mongo_cleanup, LH_MODULE_SCRIPTS,
+     NULL},
+    {"luahost.unicode", luaopen_luahost_unicode, NULL, NULL, LH_MODULE_SCRIPTS, NULL},
 };
 
 #define LH_MAX_EXTRA_MODULES 4
@@ -86,6 +90,15 @@ int lh_modules_init(const lh_config_t *cfg, char *err, size_t errlen) {
       }
     }
     ninit = i + 1;
+  }
+  return 0;
+}
+
+int lh_modules_reload(const lh_config_t *cfg, int apply, char *err, size_t errlen) {
+  for (const lh_module_t *const *m = lh_modules_list(); *m; m++) {
+    int rc = (*m)->reload ? (*m)->reload(cfg, apply, err, errlen) : 0;
+    if (rc != 0)
+      return rc;
   }
   return 0;
 }

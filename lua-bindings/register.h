@@ -23,6 +23,9 @@ typedef struct lh_module_s {
   int (*init)(const lh_config_t *cfg, char *err, size_t errlen);
   void (*cleanup)(void); /* undoes init; NULL when init is NULL */
   unsigned flags;        /* LH_MODULE_* */
+  /* A live reload's new configuration (reload.h): apply == 0 checks it, apply == 1 (after every
+   * check of the candidate passed) makes it live and cannot fail. NULL: nothing to reload. */
+  int (*reload)(const lh_config_t *cfg, int apply, char *err, size_t errlen);
 } lh_module_t;
 
 /* Adds a module to the registry (the test host adds its test-only module this way); before
@@ -34,6 +37,8 @@ const lh_module_t *const *lh_modules_list(void);
 const lh_module_t *lh_modules_find(const char *name);
 /* Runs every init in order; when one fails, cleans up those that succeeded. */
 int lh_modules_init(const lh_config_t *cfg, char *err, size_t errlen);
+/* Runs every module's reload hook with apply (see lh_module_t); stops at the first failure. */
+int lh_modules_reload(const lh_config_t *cfg, int apply, char *err, size_t errlen);
 /* Runs every cleanup, in reverse order. */
 void lh_modules_cleanup(void);
 /* Puts every module into package.preload of L. On failure (a broken embedded source) names the

@@ -13,6 +13,8 @@
 --   authenticate = function(req) -> user | nil, code, message
 --   on_start = function() -> true | nil, err   (run once per process after start; may yield)
 --   commands = { name = function(args) -> result_table | nil, err }   (`luahost NAME`)
+--   admin_policy = "<policy name>"   (the host then adds GET and POST /admin/reload to the public
+--     listener, guarded by that policy: the live-reload status and a reload, luahost.admin)
 -- and, from any module, `tests`: policy tests (luahost.policy_tests checks their shape here and
 -- runs them against the finished generation).
 -- Handlers, policies and authenticate share one convention (luahost.runtime: the value, or nil,
@@ -203,6 +205,38 @@ local function check_policy(name, p, file)
            where = p.allow and where_of(p.allow) or file }
 end
 
+-- The host's own routes on the public listener, when the scripts name the policy that guards them
+-- (`admin_policy`): the path is below the host's reserved /admin/, so only these are let in there
+-- (host = true; host/vm.c). Their answers are the status of GET /admin/reload on the admin
+-- listener (docs/operations.md); a rejected reload answers 422 with that status as its data.
+function M.add_admin_routes(gen, host_require)
+  local admin = host_require("luahost.admin")
+  local response = host_require("luahost.response")
+  local where = gen.admin_policy_where
+  gen.routes[#gen.routes + 1] = {
+    method = "GET", path = "/admin/reload", policy = gen.admin_policy, accepts = {},
+    where = where, host = true, name = "reload status",
+    description = "The live script generation and the recent reloads.",
+    handler = function()
+      local status, err = admin.status()
+      if not status then return nil, err end
+      return response.ok("Reload status", status)
+    end,
+  }
+  gen.routes[#gen.routes + 1] = {
+    method = "POST", path = "/admin/reload", policy = gen.admin_policy, accepts = { json = true },
+    where = where, host = true, name = "reload",
+    description = "Reloads the scripts and configuration; answers once the outcome is known.",
+    handler = function()
+      local ok, status = admin.reload("api")
+      if ok == nil then return nil, status end
+      if ok then return response.ok("Reloaded: generation " .. status.generation .. " is live",
+                                    status) end
+      return response.envelope(422, "Reload rejected: " .. tostring(status.last_error), status)
+    end,
+  }
+end
+
 -- files: path -> source; order: sorted list of paths; label: the scripts directory as shown in
 -- messages; host_require: the host's require; host_modules: { [name] = true } for the modules
 -- scripts may require (the C module registry decides, lua-bindings/register.c). Returns a
@@ -293,6 +327,16 @@ function M.load(files, order, label, host_require, host_modules)
         define_hook("on_start", file, mod.on_start)
         gen.on_start[1] = { fn = mod.on_start, where = file }
       end
+      if mod.admin_policy ~= nil then
+        if type(mod.admin_policy) ~= "string" then
+          error(file .. ": 'admin_policy' must be the name of a policy", 0)
+        end
+        if hook_at.admin_policy then
+          error(file .. ": 'admin_policy' is already defined in " .. hook_at.admin_policy, 0)
+        end
+        hook_at.admin_policy = file
+        gen.admin_policy, gen.admin_policy_where = mod.admin_policy, file
+      end
       if mod.commands ~= nil then
         if type(mod.commands) ~= "table" then error(file .. ": 'commands' must be a table", 0) end
         local first
@@ -308,6 +352,7 @@ function M.load(files, order, label, host_require, host_modules)
       end
     end
   end
+  if gen.admin_policy then M.add_admin_routes(gen, host_require) end
   for _, r in ipairs(gen.routes) do
     local pname = r.policy or "public"
     local pol = gen.policies[pname]

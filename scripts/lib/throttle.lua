@@ -31,6 +31,7 @@
 
 local core = require "luahost"
 local log = require "luahost.log"
+local metrics = require "luahost.metrics"
 local mongo = require "luahost.mongo"
 local ratelimit = require "luahost.ratelimit"
 local dblock = require "lib.dblock"
@@ -38,6 +39,10 @@ local dblock = require "lib.dblock"
 local floor, max = math.floor, math.max
 
 local M = {}
+
+-- Every refusal (the 429 of POST /login) counts here: luahost_login_throttled_total on /metrics.
+local throttled = metrics.counter("login_throttled_total",
+                                  "Login attempts refused by the login throttle (429).")
 
 -- Every setting this module reads, from the one place that owns their defaults and ranges.
 local setting = require("lib.settings").get
@@ -360,9 +365,7 @@ end
 
 local STORES = { memory = memory, mongodb = mongodb }
 
--- reserve(name_key, addr) -> true, ticket | false, retry_after_s
--- Never fails: an outage of the mongodb store falls back to the memory store.
-function M.reserve(name_key, addr)
+local function reserve(name_key, addr)
   local store = STORES[setting("throttle_store")] or mongodb
   local ok, ticket = store.reserve(name_key, addr)
   if ok == nil and ticket == "lock_timeout" then
@@ -375,6 +378,14 @@ function M.reserve(name_key, addr)
              "counters decide")
     return memory.reserve(name_key, addr)
   end
+  return ok, ticket
+end
+
+-- reserve(name_key, addr) -> true, ticket | false, retry_after_s
+-- Never fails: an outage of the mongodb store falls back to the memory store.
+function M.reserve(name_key, addr)
+  local ok, ticket = reserve(name_key, addr)
+  if not ok then throttled:inc() end
   return ok, ticket
 end
 

@@ -110,4 +110,16 @@ return { tests = {
     policy = "admin_or_self_update", user = ADMIN,
     request = { method = "PUT", path = users(ADMIN.id), body = { role = "user" } },
     expect = "allow" },
+
+  -- admin: GET and POST /admin/reload on the public listener (app.lua's admin_policy)
+  { name = "admin may see the reload status", policy = "admin", user = ADMIN,
+    request = { method = "GET", path = "/admin/reload" }, expect = "allow" },
+  { name = "admin may reload", policy = "admin", user = ADMIN,
+    request = { method = "POST", path = "/admin/reload" }, expect = "allow" },
+  { name = "user may not see the reload status", policy = "admin", user = USER,
+    request = { method = "GET", path = "/admin/reload" }, expect = "deny" },
+  { name = "user may not reload", policy = "admin", user = USER,
+    request = { method = "POST", path = "/admin/reload" }, expect = "deny" },
+  { name = "anonymous may not reload", policy = "admin", user = nil,
+    request = { method = "POST", path = "/admin/reload" }, expect = "deny" },
 } }

@@ -616,6 +616,113 @@ static void test_diff_and_secrets(void) {
   LH_CHECK_INT(lh_config_check_secrets(&a, err, sizeof err), LH_EINVAL);
 }
 
+/* The shipped file marks exactly the reloadable options "(reload)": the comment block right
+ * above each top-level "name = " line says it when the table (config.c) does. */
+static void test_shipped_file_marks_reloadable(void) {
+  const char *file = __FILE__;
+  const char *tail = strstr(file, "tests/c/test_config.c");
+  char path[1024];
+  snprintf(path, sizeof path, "%.*sconfig/luahost.conf", (int)(tail ? tail - file : 0), file);
+  FILE *f = fopen(path, "r");
+  LH_CHECK(f != NULL);
+  if (!f)
+    return;
+  char line[512];
+  int block_reload = 0, seen = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "  --", 4) == 0) {
+      if (strncmp(line, "  ----", 6) == 0)
+        block_reload = 0;
+      else if (strstr(line, "(reload)"))
+        block_reload = 1;
+      continue;
+    }
+    char name[64];
+    if (sscanf(line, "  %63[a-z0-9_] =", name) == 1 && line[2] != ' ') {
+      int r = lh_config_is_reloadable(name);
+      if (r != LH_ENOTFOUND) {
+        seen++;
+        if (r != block_reload)
+          fprintf(stderr, "  %s: table says %s, the file %s\n", name, r ? "reloadable" : "restart",
+                  block_reload ? "(reload)" : "nothing");
+        LH_CHECK_INT(block_reload, r);
+      }
+    }
+    block_reload = 0;
+  }
+  fclose(f);
+  LH_CHECK(seen > 40);
+}
+
+typedef struct {
+  char names[256];
+} kept_t;
+
+static void on_kept(const char *name, int reloadable, void *ud) {
+  kept_t *k = ud;
+  size_t n = strlen(k->names);
+  snprintf(k->names + n, sizeof k->names - n, "%s%s", n ? "," : "", name);
+  LH_CHECK_INT(reloadable, 0);
+}
+
+/* A reload keeps the running value of every option that needs a restart, and names it. */
+static void test_keep_fixed(void) {
+  lh_config_t live, cur;
+  lh_config_defaults(&live);
+  lh_config_defaults(&cur);
+  snprintf(cur.listen, sizeof cur.listen, "127.0.0.1:9999");
+  cur.workers = 7;
+  cur.token_ttl = 60; /* reloadable: stays */
+  cur.n_trusted_proxies = 1;
+  snprintf(cur.trusted_proxies[0], sizeof cur.trusted_proxies[0], "10.0.0.1"); /* reloadable */
+  snprintf(cur.password_scheme, sizeof cur.password_scheme, "bcrypt");
+  kept_t k = {""};
+  LH_CHECK_INT(lh_config_keep_fixed(&cur, &live, on_kept, &k), 3);
+  LH_CHECK_STR(k.names, "listen,workers,password_scheme");
+  LH_CHECK_STR(cur.listen, live.listen);
+  LH_CHECK_INT(cur.workers, live.workers);
+  LH_CHECK_STR(cur.password_scheme, "argon2id");
+  LH_CHECK_INT(cur.token_ttl, 60);
+  LH_CHECK_INT(cur.n_trusted_proxies, 1);
+  LH_CHECK_INT(lh_config_keep_fixed(&cur, &live, NULL, NULL), 0);
+}
+
+/* LUAHOST_<OPTION>_FILE reads a string option from a file, at every load. */
+static void test_env_file(void) {
+  lh_config_t c;
+  char err[512] = "";
+  char empty[600];
+  snprintf(empty, sizeof empty, "%s", write_conf("empty.conf", "return {}"));
+  setenv("LUAHOST_CONFIG", empty, 1);
+  const char *path = write_conf("secret.txt", "0123456789abcdef0123456789abcdef\n");
+  setenv("LUAHOST_JWT_SECRET_FILE", path, 1);
+  LH_CHECK_INT(lh_config_load(&c, NULL, err, sizeof err), 0);
+  LH_CHECK_STR(c.jwt_secret, "0123456789abcdef0123456789abcdef");
+  LH_CHECK_STR(c.app_json, "{}"); /* not taken for an application setting */
+  write_conf("secret.txt", "rotated-rotated-rotated-rotated-!");
+  LH_CHECK_INT(lh_config_load(&c, NULL, err, sizeof err), 0);
+  LH_CHECK_STR(c.jwt_secret, "rotated-rotated-rotated-rotated-!");
+  setenv("LUAHOST_JWT_SECRET", "from-the-variable-itself-wins-0123", 1);
+  LH_CHECK_INT(lh_config_load(&c, NULL, err, sizeof err), 0);
+  LH_CHECK_STR(c.jwt_secret, "from-the-variable-itself-wins-0123");
+  unsetenv("LUAHOST_JWT_SECRET");
+  char missing[600];
+  snprintf(missing, sizeof missing, "%s/nope.txt", g_dir);
+  setenv("LUAHOST_JWT_SECRET_FILE", missing, 1);
+  LH_CHECK_INT(lh_config_load(&c, NULL, err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "LUAHOST_JWT_SECRET_FILE"));
+  LH_CHECK(contains(err, "nope.txt"));
+  unsetenv("LUAHOST_JWT_SECRET_FILE");
+  setenv("LUAHOST_ADMIN_LISTEN", "nowhere", 1);
+  LH_CHECK_INT(lh_config_load(&c, NULL, err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "LUAHOST_ADMIN_LISTEN"));
+  setenv("LUAHOST_ADMIN_LISTEN", "off", 1);
+  LH_CHECK_INT(lh_config_load(&c, NULL, err, sizeof err), 0);
+  LH_CHECK_STR(c.admin_listen, "off");
+  unsetenv("LUAHOST_ADMIN_LISTEN");
+  unsetenv("LUAHOST_CONFIG");
+}
+
 int main(void) {
   clear_env();
   if (!getcwd(g_cwd, sizeof g_cwd))
@@ -635,6 +742,9 @@ int main(void) {
   LH_RUN(test_search_order);
   LH_RUN(test_shipped_file_is_defaults);
   LH_RUN(test_diff_and_secrets);
+  LH_RUN(test_shipped_file_marks_reloadable);
+  LH_RUN(test_keep_fixed);
+  LH_RUN(test_env_file);
   char path[512];
   static const char *const files[] = {"t.conf", "other.conf", "third.conf"};
   for (size_t i = 0; i < LH_ARRAY_SIZE(files); i++) {

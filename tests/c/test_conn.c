@@ -44,6 +44,7 @@ static void setup(void) {
   atomic_store(&g_srv.started, 1);
   memset(&g_w, 0, sizeof g_w);
   g_w.srv = &g_srv;
+  g_w.cfg = &g_cfg;
   g_w.limits.max_url_bytes = (size_t)g_cfg.max_url_bytes;
   g_w.limits.max_header_bytes = (size_t)g_cfg.max_header_bytes;
   g_w.limits.max_header_fields = (size_t)g_cfg.max_header_fields;

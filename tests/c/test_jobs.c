@@ -130,7 +130,10 @@ static void test_queue_and_busy(void) {
   LH_CHECK_INT(lh_pool_submit(pool, &b.job, cq), 0);
   LH_CHECK_INT(lh_pool_submit(pool, &c.job, cq), 0);
   LH_CHECK_INT(lh_pool_queued(pool), 2);
+  LH_CHECK_INT(lh_pool_rejected(pool), 0);
   LH_CHECK_INT(lh_pool_submit(pool, &d.job, cq), LH_EBUSY);
+  /* counted for luahost_pool_jobs_rejected_total */
+  LH_CHECK_INT(lh_pool_rejected(pool), 1);
   LH_CHECK_INT(d.done_calls, 0); /* a failed submit calls nothing */
   uv_sem_post(&gate);
   run_until(&loop, 3);

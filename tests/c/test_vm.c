@@ -56,8 +56,8 @@ static int vmtest_open(lua_State *L) {
   return 1;
 }
 
-static const lh_module_t vmtest_module = {"luahost.vmtest", vmtest_open, NULL, NULL,
-                                          LH_MODULE_SCRIPTS};
+static const lh_module_t vmtest_module = {"luahost.vmtest",  vmtest_open, NULL, NULL,
+                                          LH_MODULE_SCRIPTS, NULL};
 
 /* ---- the loopback exchange ---- */
 

@@ -98,5 +98,5 @@ static int test_init(const lh_config_t *cfg, char *err, size_t errlen) {
 /* The pool belongs to the pool registry, which main.c tears down (lh_pools_destroy_all). */
 static void test_cleanup(void) {}
 
-const lh_module_t lh_test_module = {"luahost.test", test_open, test_init, test_cleanup,
-                                    LH_MODULE_SCRIPTS};
+const lh_module_t lh_test_module = {"luahost.test", test_open,         test_init,
+                                    test_cleanup,   LH_MODULE_SCRIPTS, NULL};

@@ -42,6 +42,7 @@ class Host:
 
     def __init__(self, scripts, env=None, workers=1, tmp_path=None, test_host=False):
         self.port = free_port()
+        self.admin_port = free_port()
         self.scripts = scripts
         self.env = dict(os.environ)
         # Only LUAHOST_* from the test decide the configuration.
@@ -51,6 +52,7 @@ class Host:
         self.db_name = "lh_test_" + uuid.uuid4().hex[:12]
         self.env.update({
             "LUAHOST_LISTEN": f"127.0.0.1:{self.port}",
+            "LUAHOST_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
             "LUAHOST_WORKERS": str(workers),
             "LUAHOST_SCRIPTS": scripts,
             "LUAHOST_MONGODB_URI": MONGODB_URI,
@@ -112,8 +114,9 @@ class Host:
         return self.proc.returncode
 
     # -- HTTP helpers --
-    def request(self, method, path, body=None, headers=None, timeout=10):
-        """One request on a new connection; returns Response."""
+    def request(self, method, path, body=None, headers=None, timeout=10, port=None):
+        """One request on a new connection (to the public listener unless port says otherwise);
+        returns Response."""
         hdrs = {"Host": "test", "Connection": "close"}
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
@@ -126,7 +129,17 @@ class Host:
             hdrs.update(headers)
         head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items() if v is not None)
         data = head.encode() + b"\r\n" + (body or b"")
-        return parse_one(raw(self.port, data, timeout=timeout), method == "HEAD")
+        return parse_one(raw(port or self.port, data, timeout=timeout), method == "HEAD")
+
+    def admin(self, method, path, **kw):
+        """One request to the admin listener (health, metrics, reload)."""
+        return self.request(method, path, port=self.admin_port, **kw)
+
+    def metrics(self):
+        """The Prometheus text of /metrics (on the admin listener)."""
+        r = self.admin("GET", "/metrics")
+        assert r.status == 200, r
+        return r.body.decode()
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

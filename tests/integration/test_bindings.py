@@ -826,7 +826,7 @@ def test_hashes_do_not_block_the_loop_and_db_calls_keep_flowing(start_host):
         # Wait until the 8 hashers fill the hash pool (every thread busy, the rest queued).
         deadline = time.monotonic() + 30
         while True:
-            text = h.get("/metrics").body.decode()
+            text = h.metrics()
             running = int(re.search(r'^luahost_pool_running\{pool="hash"\} (\d+)$', text, re.M).group(1))
             queued = int(re.search(r'^luahost_pool_queued\{pool="hash"\} (\d+)$', text, re.M).group(1))
             if running >= 1 and queued >= 1:

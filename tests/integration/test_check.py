@@ -54,7 +54,7 @@ def test_the_shipped_scripts_pass_with_a_one_line_summary():
     lines = out.strip().splitlines()
     assert len(lines) == 1 and SUMMARY.match(lines[0]), out
     routes, policies, tests = map(int, SUMMARY.match(lines[0]).groups())
-    assert routes == 7 and policies == 4 and tests >= 30, out
+    assert routes == 9 and policies == 4 and tests >= 30, out  # 7 + GET/POST /admin/reload
 
 
 def test_the_aliases_run_the_same_check():

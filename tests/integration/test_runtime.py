@@ -321,7 +321,7 @@ def wait_open_connections(h, n, timeout=15):
     deadline = time.time() + timeout
     got = None
     while time.time() < deadline:
-        text = h.get("/metrics").body.decode()
+        text = h.metrics()
         got = int(re.search(r"^luahost_connections (\d+)$", text, re.M).group(1))
         if got == n:
             return
@@ -331,7 +331,7 @@ def wait_open_connections(h, n, timeout=15):
 
 def pool_state(h, pool="test"):
     """(running, queued) of a pool, from /metrics."""
-    text = h.get("/metrics").body.decode()
+    text = h.metrics()
     got = {}
     for family in ("luahost_pool_running", "luahost_pool_queued"):
         m = re.search(r'^%s\{pool="%s"\} (\d+)$' % (family, pool), text, re.M)

@@ -27,6 +27,8 @@ local quiet = { debug = function() end, info = function() end, warn = function()
 support.provide("luahost", setmetatable({ config = { app = {} }, form_decode = json.form_decode },
                                         { __index = inert("luahost") }))
 support.provide("luahost.log", quiet)
+-- Scripts declare their counters at load (lib/throttle.lua): a counter that counts nothing.
+support.provide("luahost.metrics", { counter = function() return { inc = function() end } end })
 for _, name in ipairs({ "luahost.mongo", "luahost.password", "luahost.jwt", "luahost.ratelimit" }) do
   support.provide(name, inert(name))
 end

@@ -42,6 +42,7 @@ local doubles = {
   ["luahost.password"] = {},
   ["luahost.jwt"] = {},
   ["luahost.ratelimit"] = ratelimit_double,
+  ["luahost.metrics"] = { counter = function() return { inc = function() end } end },
 }
 for name, mod in pairs(doubles) do support.provide(name, mod) end
 support.load_file("luahost.validate", "host/lua/validate.lua")
