@@ -96,6 +96,10 @@ static const lh_opt_t lh_options[] = {
     OPT_ENUM(log_level, "info", lh_log_levels, 1,
              "least severe level logged: debug, info, warn, error"),
     OPT_BOOL(access_log, 1, 1, "write one JSON line per request"),
+    OPT_STR(access_log_path, "", NULL, 0,
+            "file the access lines are appended to, reopened on SIGUSR1; empty: stderr"),
+    OPT_STR(error_log_path, "", NULL, 0,
+            "file every other log line is appended to, reopened on SIGUSR1; empty: stderr"),
     OPT_BOOL(dev, 0, 0, "development mode: allows a missing or weak JWT secret"),
     /* operators */
     OPT_STR(admin_listen, "127.0.0.1:9180", lh_check_admin_listen, 0,

@@ -20,8 +20,10 @@ typedef struct lh_config_s {
   char listen[256]; /* host:port */
   int workers;      /* 0 = one per core */
   char log_level[16];
-  int access_log; /* 1 = a JSON line per request */
-  int dev;        /* development mode (LUAHOST_DEV=1) */
+  int access_log;             /* 1 = a JSON line per request */
+  char access_log_path[1024]; /* file of the access lines; "" = stderr (log.h) */
+  char error_log_path[1024];  /* file of every other log line; "" = stderr */
+  int dev;                    /* development mode (LUAHOST_DEV=1) */
   /* the operators' listener (reload.h, endpoints.h): "off" disables it */
   char admin_listen[256];
   char admin_token[512]; /* non-empty: the admin listener wants Authorization: Bearer <token> */

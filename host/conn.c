@@ -41,6 +41,8 @@
 /* Bounds of a lingering close: the time from the half-close, and the bytes discarded. */
 #define LH_LINGER_MS 5000
 #define LH_LINGER_BYTES (16u << 20)
+/* The access line keeps at most this many bytes of the User-Agent header. */
+#define LH_ACCESS_UA_MAX 256
 
 /* A connection is in exactly one state; every transition goes through set_state, which asserts
  * that it is one of these:
@@ -420,6 +422,7 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   lh_metrics_request(c->http.req.method, c->route, status, lh_now_ns() - c->started_ns);
   if (!c->w->cfg->access_log || lh_log_get_level() > LH_LOG_INFO) {
     c->route[0] = '\0';
+    c->ex.user_id[0] = '\0';
     return;
   }
   const lh_request_t *r = &c->http.req;
@@ -439,11 +442,29 @@ static void access_log(lh_conn_t *c, int status, size_t bytes) {
   lh_buf_put_json_string(&b, r->path ? r->path : "", r->path ? r->path_len : 0);
   lh_buf_puts(&b, ",\"route\":");
   lh_buf_put_json_string(&b, c->route, strlen(c->route));
-  lh_buf_printf(&b, ",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%.3f}", status, bytes, ms);
+  lh_buf_printf(&b, ",\"status\":%d,\"bytes\":%zu,\"duration_ms\":%.3f", status, bytes, ms);
+  if (c->ex.user_id[0]) {
+    lh_buf_puts(&b, ",\"user_id\":");
+    lh_buf_put_json_string(&b, c->ex.user_id, strlen(c->ex.user_id));
+  }
+  const lh_header_t *ua = r->method ? lh_request_header(r, "user-agent") : NULL;
+  if (ua) {
+    /* Bounded, and cut before a continuation byte so a long valid agent stays valid text. */
+    size_t n = ua->value_len;
+    if (n > LH_ACCESS_UA_MAX) {
+      n = LH_ACCESS_UA_MAX;
+      while (n > 0 && ((unsigned char)ua->value[n] & 0xC0) == 0x80)
+        n--;
+    }
+    lh_buf_puts(&b, ",\"user_agent\":");
+    lh_buf_put_json_string(&b, ua->value, n);
+  }
+  lh_buf_putc(&b, '}');
   if (!b.failed)
-    lh_log_json(LH_LOG_INFO, b.data, b.len);
+    lh_log_access(b.data, b.len);
   lh_buf_free(&b);
   c->route[0] = '\0';
+  c->ex.user_id[0] = '\0';
 }
 
 /* ---- responses the host makes itself ---- */

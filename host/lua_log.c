@@ -1,5 +1,6 @@
 /* lua_log.c: the `luahost.log` module: debug, info, warn and error write one line to the host's
- * log at that level; arguments are joined with spaces (non-strings by their type name). */
+ * log at that level; arguments are joined with spaces (non-strings by their type name). Warnings
+ * and errors carry the calling script's file and line. */
 #include <lauxlib.h>
 
 #include "log.h"
@@ -22,7 +23,13 @@ static int log_at(lua_State *L, lh_log_level_t level) {
       luaL_addstring(&b, lua_isnil(L, i) ? "nil" : luaL_typename(L, i));
   }
   luaL_pushresult(&b);
-  lh_log(level, "%s", lua_tostring(L, -1));
+  /* Warnings and errors name the script line that logged them. */
+  lua_Debug ar;
+  if (level >= LH_LOG_WARN && lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) &&
+      ar.currentline > 0)
+    lh_log_at(level, ar.short_src, ar.currentline, "%s", lua_tostring(L, -1));
+  else
+    lh_log(level, "%s", lua_tostring(L, -1));
   return 0;
 }
 

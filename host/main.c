@@ -1,4 +1,6 @@
 /* main.c: command line, start-up order and exit codes.
+ *   luahost --version | -v           print "luahost <version>" (LH_VERSION, from CMakeLists.txt)
+ *   luahost --help | -h              print the usage to stdout
  *   luahost [--config FILE]          run the server
  *   luahost [--config FILE] check    validate the configuration and scripts and run the policy
  *                                    tests without serving; exit 0 or 1 (`-t`, `--check`: aliases)
@@ -27,12 +29,35 @@
 #include "test_module.h"
 #endif
 
+#ifndef LH_VERSION
+#error "LH_VERSION is defined by CMakeLists.txt (project VERSION)"
+#endif
+
+static const char lh_usage_text[] =
+    "usage: luahost [--config FILE] [COMMAND [ARGS...]]\n"
+    "\n"
+    "Without a command, serve: the configuration is config/luahost.conf, $LUAHOST_CONFIG or\n"
+    "FILE, then LUAHOST_<OPTION> variables.\n"
+    "\n"
+    "commands:\n"
+    "  check                validate the configuration and scripts and run the policy tests\n"
+    "                       without serving; exit 0 or 1 (aliases: -t, --check)\n"
+    "  reload               ask the running host to reload its scripts and configuration\n"
+    "                       (prints JSON; exit 0 when live)\n"
+    "  migrate [ARGS...]    run the scripts' \"migrate\" command (prints JSON)\n"
+    "  command NAME [ARGS...]\n"
+    "                       run any command the scripts declare\n"
+    "\n"
+    "options:\n"
+    "  --config FILE        the configuration file\n"
+    "  -h, --help           print this help and exit\n"
+    "  -v, --version        print the version and exit\n"
+    "\n"
+    "signals: SIGTERM, SIGINT, SIGQUIT stop gracefully (drain, then exit 0); SIGHUP reloads;\n"
+    "SIGUSR1 reopens the log files (access_log_path, error_log_path).\n";
+
 static int usage(void) {
-  fprintf(stderr, "usage: luahost [--config FILE]\n"
-                  "       luahost [--config FILE] check    (aliases: -t, --check)\n"
-                  "       luahost [--config FILE] reload\n"
-                  "       luahost [--config FILE] migrate [ARGS...]\n"
-                  "       luahost [--config FILE] command NAME [ARGS...]\n");
+  fputs(lh_usage_text, stderr);
   return 2;
 }
 
@@ -155,7 +180,13 @@ int main(int argc, char **argv) {
   int check = 0, reload = 0, cmd_argc = 0;
   char **cmd_argv = NULL;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+    if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-v") == 0) {
+      printf("luahost %s\n", LH_VERSION);
+      return fflush(stdout) == 0 ? 0 : 1;
+    } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(lh_usage_text, stdout);
+      return fflush(stdout) == 0 ? 0 : 1;
+    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
     } else if (strcmp(argv[i], "check") == 0 || strcmp(argv[i], "-t") == 0 ||
                strcmp(argv[i], "--check") == 0) {
@@ -177,6 +208,7 @@ int main(int argc, char **argv) {
     }
   }
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN); /* a log rotation during start-up: the server reopens on it later */
 #ifdef LH_TEST_HOST
   /* luahost-test only: the module that lets integration tests hold pool threads. */
   lh_modules_add(&lh_test_module);
@@ -192,6 +224,12 @@ int main(int argc, char **argv) {
     lh_log_set_level(level);
   if (reload)
     return lh_cli_reload(&cfg);
+  /* The server's log files; `check` and the commands answer the operator on stderr. */
+  if (!check && !command &&
+      lh_log_open_files(cfg.access_log_path, cfg.error_log_path, err, sizeof(err)) != 0) {
+    fprintf(stderr, "luahost: configuration error: %s\n", err);
+    return 1;
+  }
 
   if (command && cfg.jwt_secret[0] == '\0') {
     /* Commands sign no tokens: a throwaway secret lets them run without one configured. */

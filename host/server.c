@@ -630,6 +630,7 @@ static int start_workers(lh_server_t *srv, char *err, size_t errlen) {
 typedef struct {
   lh_server_t *srv;
   uv_signal_t sigterm, sigint, sigquit, sighup;
+  uv_signal_t sigusr1; /* reopens the log files */
   uv_timer_t drain;
   int signalled;
   uint64_t first_signal; /* loop time of the first signal */
@@ -647,6 +648,7 @@ static void on_drained(uv_timer_t *t) {
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigquit, NULL);
   uv_close((uv_handle_t *)&m->sighup, NULL);
+  uv_close((uv_handle_t *)&m->sigusr1, NULL);
   uv_close((uv_handle_t *)&m->drain, NULL);
 }
 
@@ -682,6 +684,17 @@ static void on_sighup(uv_signal_t *s, int signum) {
   lh_reload_request(m->srv->reloader, "signal");
 }
 
+/* SIGUSR1, the logrotate convention: the log files are opened again at their paths. */
+static void on_reopen_logs(uv_signal_t *s, int signum) {
+  (void)s;
+  (void)signum;
+  char err[1300];
+  if (lh_log_reopen(err, sizeof(err)) != 0)
+    lh_error("SIGUSR1: %s", err);
+  else
+    lh_info("received SIGUSR1: log files reopened");
+}
+
 int lh_server_run(lh_server_t *srv) {
   uv_loop_t loop;
   lh_main_t m = {0};
@@ -697,6 +710,9 @@ int lh_server_run(lh_server_t *srv) {
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   uv_signal_start(&m.sigquit, on_signal, SIGQUIT);
   uv_signal_start(&m.sighup, on_sighup, SIGHUP);
+  uv_signal_init(&loop, &m.sigusr1);
+  m.sigusr1.data = &m;
+  uv_signal_start(&m.sigusr1, on_reopen_logs, SIGUSR1);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   for (int i = 0; i < srv->nworkers; i++) {

@@ -28,6 +28,8 @@ struct lh_exchange_s {
   lh_buf_t headers; /* extra header lines, "Name: value\r\n" */
   lh_buf_t body;
   char content_type[128]; /* empty: application/json */
+  char user_id[64];       /* the `id` of the user the request authenticated as, for the access log;
+                             empty when none (the connection clears it after each line) */
   void (*done)(lh_exchange_t *ex);
 };
 

@@ -64,7 +64,7 @@ void lh_vtask_release(lh_vtask_t *vt);
 
 /* vm_request.c: pushes the request table for ex onto co; the handle lets lazy fields read ex until
  * lh_vm_request_over (called when the task finishes). */
-lh_req_handle_t *lh_vm_push_request(lua_State *co, const lh_exchange_t *ex);
+lh_req_handle_t *lh_vm_push_request(lua_State *co, lh_exchange_t *ex);
 void lh_vm_request_over(lh_req_handle_t *h);
 
 /* vm_response.c: turns the handler's `status, body, headers` on co's stack into ex's response; on

@@ -36,7 +36,7 @@ static void push_headers(lua_State *co, const lh_request_t *req) {
 
 /* The lazy fields' source: the exchange while its task runs, NULL after. */
 struct lh_req_handle_s {
-  const lh_exchange_t *ex;
+  lh_exchange_t *ex;
 };
 
 static int req_index(lua_State *L) {
@@ -72,20 +72,51 @@ static int req_index(lua_State *L) {
   return 1;
 }
 
+/* Stores every new field; `req.user = user` (the runtime, once authenticate returned a user) also
+ * copies the user's `id` (a string or a number, read raw: no script code runs here) for the access
+ * log. */
+static int req_newindex(lua_State *L) {
+  lh_req_handle_t *h = lua_touserdata(L, lua_upvalueindex(1));
+  lua_settop(L, 3);
+  if (h && h->ex && lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "user") == 0) {
+    char *out = h->ex->user_id;
+    out[0] = '\0';
+    if (lua_type(L, 3) == LUA_TTABLE) {
+      lua_pushliteral(L, "id");
+      lua_rawget(L, 3);
+      int t = lua_type(L, -1);
+      size_t n = 0;
+      const char *id = t == LUA_TSTRING || t == LUA_TNUMBER ? lua_tolstring(L, -1, &n) : NULL;
+      if (id) {
+        n = n < sizeof(h->ex->user_id) ? n : sizeof(h->ex->user_id) - 1;
+        memcpy(out, id, n);
+        out[n] = '\0';
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_rawset(L, 1);
+  return 0;
+}
+
 void lh_vm_request_over(lh_req_handle_t *h) {
   if (h)
     h->ex = NULL;
 }
 
-lh_req_handle_t *lh_vm_push_request(lua_State *co, const lh_exchange_t *ex) {
+lh_req_handle_t *lh_vm_push_request(lua_State *co, lh_exchange_t *ex) {
   const lh_request_t *req = ex->req;
   lua_createtable(co, 0, 12);
   /* The metatable holds the handle (an upvalue of __index): scripts see neither. */
-  lua_createtable(co, 0, 2);
+  lua_createtable(co, 0, 3);
   lh_req_handle_t *h = lua_newuserdata(co, sizeof(*h));
   h->ex = ex;
+  ex->user_id[0] = '\0';
+  lua_pushvalue(co, -1);
   lua_pushcclosure(co, req_index, 1);
-  lua_setfield(co, -2, "__index");
+  lua_setfield(co, -3, "__index");
+  lua_pushcclosure(co, req_newindex, 1);
+  lua_setfield(co, -2, "__newindex");
   lua_pushboolean(co, 0);
   lua_setfield(co, -2, "__metatable");
   lua_setmetatable(co, -2);
