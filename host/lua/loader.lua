@@ -30,7 +30,7 @@ local M = {}
 
 local ROUTE_KEYS = { method = true, path = true, handler = true, policy = true, query = true,
                      body = true, accepts = true, name = true, description = true,
-                     responses = true }
+                     responses = true, returns = true }
 local ACCEPT_KINDS = { json = true, form = true }
 
 local function copy(t, except)
@@ -165,7 +165,7 @@ local function check_route(r, i, file)
   if r.policy ~= nil and type(r.policy) ~= "string" then
     return nil, at .. ": 'policy' must be the name of a policy"
   end
-  for _, key in ipairs({ "query", "body" }) do
+  for _, key in ipairs({ "query", "body", "returns" }) do
     if r[key] ~= nil then
       local ok, err = validate.check_schema(r[key])
       if not ok then return nil, at .. ": '" .. key .. "' schema: " .. err end
@@ -210,6 +210,7 @@ local function check_route(r, i, file)
     method = r.method, path = r.path, handler = r.handler, policy = r.policy,
     query = r.query, body = r.body, accepts = accepts, where = where,
     accepts_order = r.accepts, description = r.description, responses = responses,
+    returns = r.returns,
     name = r.name or (r.method .. " " .. r.path),
   }
 end

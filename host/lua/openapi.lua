@@ -332,11 +332,13 @@ local function operation(route, policy_name, policy, param_names, used_ids)
     if status < 300 then success[#success + 1] = status end
   end
   if #success == 0 then success[1] = 200 end
+  -- A route that answers something other than the envelope says so with `returns` (a schema of
+  -- its success body, in validate.lua's language): /login's bare token object.
+  local body = route.returns and object_schema(route.returns) or ref("schemas", "Envelope")
   for _, status in ipairs(success) do
     put(responses, tostring(status), obj(
       "description", REASONS[status] or "Success",
-      "content", status ~= 204 and
-        obj("application/json", obj("schema", ref("schemas", "Envelope"))) or nil))
+      "content", status ~= 204 and obj("application/json", obj("schema", body)) or nil))
   end
   for _, status in ipairs(M.error_statuses(route, policy, #param_names)) do
     put(responses, tostring(status), ref("responses", tostring(status)))

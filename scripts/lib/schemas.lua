@@ -93,6 +93,15 @@ M.update_user = {
 -- POST /login. Create-time password rules do not apply: an account made before a rule changed must
 -- still be able to log in, and a wrong guess is a 401, not a hint about the rules. The upper bounds
 -- only keep absurd inputs away from the hashing pool and the throttle's keys.
+-- What a successful login answers (not the envelope: OAuth2 clients expect exactly this), for the
+-- API's description (/openapi.json).
+M.token = {
+  fields = {
+    access_token = { type = "string", required = true },
+    token_type = { type = "string", required = true, enum = { "bearer" } },
+  },
+}
+
 M.login_form = {
   fields = {
     username = { type = "string", required = true, max_len = 256 },

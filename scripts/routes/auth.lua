@@ -71,7 +71,7 @@ return {
       description = "Log in with a username and password\n\nForm fields username and password, " ..
         "as OAuth2's password grant sends them, give {access_token, token_type: \"bearer\"} " ..
         "(not the envelope). A JSON body gets 422.",
-      responses = { 401, 429 }, handler = login },
+      responses = { 401, 429 }, returns = schemas.token, handler = login },
     { method = "POST", path = "/logout", policy = "authenticated", name = "logout",
       description = "Log out: every token the caller holds stops working", handler = logout },
   },

@@ -145,6 +145,10 @@ def test_openapi_json_describes_parameters_and_bodies(users_host):
     assert "required" not in update["application/json"]["schema"]
 
     # The login form, first (Swagger UI offers the first media type), as OAuth2 clients send it.
+    # /login answers the bare token object, not the envelope, and says so
+    ok = doc["paths"]["/login"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["properties"]["token_type"]["enum"] == ["bearer"], ok
+    assert set(ok["required"]) == {"access_token", "token_type"}, ok
     login = doc["paths"]["/login"]["post"]["requestBody"]["content"]
     assert list(login)[0] == "application/x-www-form-urlencoded"
     form = login["application/x-www-form-urlencoded"]["schema"]
