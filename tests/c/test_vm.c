@@ -353,6 +353,45 @@ static void test_hook_defined_twice_is_refused(void) {
   lh_vm_free(vm);
 }
 
+/* admin_policy: the loader adds GET and POST /admin/reload under the host's reserved /admin/,
+ * guarded by that policy; scripts still cannot declare a route there, and the policy must exist. */
+static void test_admin_policy_routes(void) {
+  char path[256];
+  snprintf(path, sizeof(path), "%s/routes/admin.lua", dir);
+  write_file("routes/admin.lua", "return { admin_policy = 'p_own' }\n");
+  lh_vm_t *vm = NULL;
+  char err[1024] = "";
+  LH_CHECK_INT(lh_vm_create(&vm, &cfg, &loop, cq, err, sizeof(err)), 0);
+  if (vm) {
+    lh_route_match_t m;
+    unsigned allowed = 0;
+    LH_CHECK_INT(lh_router_match(lh_vm_router(vm), LH_M_POST, "/admin/reload", 13, &m, &allowed),
+                 0);
+    LH_CHECK_STR(lh_vm_route_template(vm, m.route_id), "/admin/reload");
+    LH_CHECK_INT(lh_router_match(lh_vm_router(vm), LH_M_GET, "/admin/reload", 13, &m, &allowed), 0);
+    LH_CHECK_INT(lh_router_match(lh_vm_router(vm), LH_M_DELETE, "/admin/reload", 13, &m, &allowed),
+                 LH_EMETHOD);
+    lh_vm_free(vm);
+    vm = NULL;
+  }
+  write_file("routes/admin.lua", "return { admin_policy = 'nobody' }\n");
+  LH_CHECK_INT(lh_vm_create(&vm, &cfg, &loop, cq, err, sizeof(err)), LH_EINVAL);
+  LH_CHECK(strstr(err, "unknown policy 'nobody'") != NULL);
+  lh_vm_free(vm);
+  vm = NULL;
+  write_file("routes/admin.lua", "return { admin_policy = 42 }\n");
+  LH_CHECK_INT(lh_vm_create(&vm, &cfg, &loop, cq, err, sizeof(err)), LH_EINVAL);
+  LH_CHECK(strstr(err, "'admin_policy' must be the name of a policy") != NULL);
+  lh_vm_free(vm);
+  vm = NULL;
+  write_file("routes/admin.lua", "return { routes = { { method = 'GET', path = '/admin/mine',\n"
+                                 "  handler = function() return 200, {} end } } }\n");
+  LH_CHECK_INT(lh_vm_create(&vm, &cfg, &loop, cq, err, sizeof(err)), LH_EINVAL);
+  LH_CHECK(strstr(err, "reserved for the host") != NULL);
+  lh_vm_free(vm);
+  unlink(path);
+}
+
 int main(void) {
   if (!mkdtemp(dir))
     return 1;
@@ -414,6 +453,7 @@ int main(void) {
   LH_RUN(test_task_woken_by_job);
   LH_RUN(test_cancel_wakes_sleepers);
   LH_RUN(test_hook_defined_twice_is_refused);
+  LH_RUN(test_admin_policy_routes);
   LH_RUN(test_openapi_per_generation);
 
   lh_pools_destroy_all();
