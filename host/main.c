@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "candidate.h"
 #include "cli_reload.h"
 #include "config.h"
 #include "jobs.h"
@@ -113,45 +114,26 @@ static int run_command(const lh_config_t *cfg, const char *name, int argc, char 
   return res.done && res.ok ? 0 : 1;
 }
 
-typedef struct {
-  int done, ok;
-  char text[8192];
-} lh_check_result_t;
-
-static void on_tests_done(void *ud, int ok, const char *text) {
-  lh_check_result_t *r = ud;
-  r->done = 1;
-  r->ok = ok;
-  snprintf(r->text, sizeof(r->text), "%s", text);
-}
-
-/* `luahost check`: the scripts as start-up would load them, then their policy tests, on a loop of
- * its own (a test's policy may sleep; with no pools, a database call answers `unavailable`). */
+/* `luahost check`: the scripts as start-up would load them, then their policy tests: the same
+ * validation as a reload's (candidate.h), without the on_start hooks and without pools (a
+ * database call answers `unavailable`). */
 static int run_check(const lh_config_t *cfg) {
-  uv_loop_t loop;
-  lh_cq_t *cq = NULL;
-  lh_vm_t *vm = NULL;
-  char err[1024] = "";
-  lh_check_result_t res = {0, 0, ""};
-  uv_loop_init(&loop);
-  int rc = lh_cq_create(&cq, &loop);
-  if (rc != 0)
-    snprintf(err, sizeof(err), "%s", lh_strerror(rc));
-  else if ((rc = lh_vm_create(&vm, cfg, &loop, cq, err, sizeof(err))) == 0) {
-    lh_vm_run_policy_tests(vm, on_tests_done, &res);
-    while (!res.done && uv_run(&loop, UV_RUN_ONCE))
-      ;
+  lh_script_set_t set;
+  static char out[8192];
+  if (lh_script_set_read(&set, cfg->scripts, out, sizeof(out)) != 0) {
+    fprintf(stderr, "luahost check: scripts rejected: %s\n", out);
+    return 1;
   }
-  if (rc != 0)
-    fprintf(stderr, "luahost check: scripts rejected: %s\n", err);
-  else if (!res.done || !res.ok)
-    fprintf(stderr, "luahost check: policy tests failed:\n%s\n",
-            res.done ? res.text : "the policy tests did not finish");
+  lh_candidate_stage_t stage = lh_candidate_validate(cfg, &set, 0, out, sizeof(out));
+  if (stage == LH_CANDIDATE_SCRIPTS)
+    fprintf(stderr, "luahost check: scripts rejected: %s\n", out);
+  else if (stage != LH_CANDIDATE_OK)
+    fprintf(stderr, "luahost check: policy tests failed:\n%s\n", out);
   else
-    printf("luahost check: ok: generation %s, %s (configuration %s, scripts %s)\n",
-           lh_vm_generation(vm), res.text, cfg->source, cfg->scripts);
-  close_loop(&loop, cq, vm);
-  return rc == 0 && res.done && res.ok ? 0 : 1;
+    printf("luahost check: ok: generation %s, %s (configuration %s, scripts %s)\n", set.generation,
+           out, cfg->source, cfg->scripts);
+  lh_script_set_free(&set);
+  return stage == LH_CANDIDATE_OK ? 0 : 1;
 }
 
 static int create_pool(const char *name, int threads, int queue, char *err, size_t errlen) {

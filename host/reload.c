@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "candidate.h"
 #include "lh.h"
 #include "log.h"
 #include "metrics.h"
@@ -196,58 +197,6 @@ static void status_locked(lh_reloader_t *r, lh_buf_t *b) {
 /* ---- one reload (on the reload thread) ---- */
 
 typedef struct {
-  int done, ok;
-  char text[4096];
-} lh_wait_t;
-
-static void on_step_done(void *ud, int ok, const char *text) {
-  lh_wait_t *w = ud;
-  w->done = 1;
-  w->ok = ok;
-  snprintf(w->text, sizeof(w->text), "%s", text ? text : "");
-}
-
-/* Runs the candidate's policy tests, then its on_start hooks, on a loop of its own (a hook may wait
- * for the database: its jobs complete on this loop's queue). */
-static int validate(const lh_config_t *cfg, const lh_script_set_t *set, char *err, size_t errlen) {
-  uv_loop_t loop;
-  lh_cq_t *cq = NULL;
-  lh_vm_t *vm = NULL;
-  if (uv_loop_init(&loop) != 0) {
-    snprintf(err, errlen, "cannot create a loop");
-    return LH_EIO;
-  }
-  int rc = lh_cq_create(&cq, &loop);
-  if (rc == 0)
-    rc = lh_vm_create_from(&vm, cfg, set, &loop, cq, err, errlen);
-  if (rc == 0) {
-    lh_wait_t w = {0, 0, ""};
-    lh_vm_run_policy_tests(vm, on_step_done, &w);
-    while (!w.done && uv_run(&loop, UV_RUN_ONCE))
-      ;
-    if (!w.done || !w.ok) {
-      snprintf(err, errlen, "policy tests failed: %s", w.done ? w.text : "they did not finish");
-      rc = LH_EINVAL;
-    } else if (lh_vm_has_start_hooks(vm)) {
-      lh_wait_t s = {0, 0, ""};
-      lh_vm_run_hook(vm, NULL, 0, NULL, on_step_done, &s);
-      while (!s.done && uv_run(&loop, UV_RUN_ONCE))
-        ;
-      if (!s.done || !s.ok) {
-        snprintf(err, errlen, "on_start hook failed: %s", s.done ? s.text : "it did not finish");
-        rc = LH_EINVAL;
-      }
-    }
-  }
-  if (cq)
-    lh_cq_close(cq);
-  uv_run(&loop, UV_RUN_DEFAULT); /* the queue's close callback */
-  lh_vm_free(vm);
-  uv_loop_close(&loop);
-  return rc;
-}
-
-typedef struct {
   char *names;
   size_t len;
 } lh_names_t;
@@ -286,12 +235,12 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
     snprintf(err, errlen, "scripts: %s", why);
   if (rc == 0) {
     memcpy(generation, set.generation, 17);
-    rc = validate(cfg, &set, err, errlen);
-    /* The loader's message names the file and line; the host's own frames after it do not
-     * help an operator. */
-    char *tb = strstr(err, "\nstack traceback:");
-    if (tb)
-      *tb = '\0';
+    static const char *const what[] = {"", "", "policy tests failed: ", "on_start hook failed: "};
+    lh_candidate_stage_t stage = lh_candidate_validate(cfg, &set, 1, why, sizeof(why));
+    if (stage != LH_CANDIDATE_OK) {
+      snprintf(err, errlen, "%s%s", what[stage], why);
+      rc = LH_EINVAL;
+    }
   }
   if (rc == 0 && !(gen = lh_gen_new(cfg)))
     rc = LH_ENOMEM;
