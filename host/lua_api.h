@@ -12,6 +12,12 @@
 #include "pattern.h"
 #include "ratelimit.h"
 
+/* lua_class.c: creates, once per state, the metatable `name` of a host userdata: `methods` (or
+ * NULL) as its __index, the metamethods in `meta` (or NULL), and __metatable = false, so a
+ * sandboxed script cannot swap the methods of host values. Leaves the stack as it was. */
+#include <lauxlib.h>
+void lh_lua_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
+
 int lh_lua_core_open(lua_State *L);
 int lh_lua_log_open(lua_State *L);
 int lh_lua_admin_open(lua_State *L);   /* lua_admin.c: `luahost.admin` */

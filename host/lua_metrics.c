@@ -43,16 +43,8 @@ static int l_tostring(lua_State *L) {
 int lh_lua_metrics_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"inc", l_inc}, {NULL, NULL}};
   static const luaL_Reg fns[] = {{"counter", l_counter}, {NULL, NULL}};
-  if (luaL_newmetatable(L, COUNTER_MT)) {
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__tostring", l_tostring}, {NULL, NULL}};
+  lh_lua_class(L, COUNTER_MT, methods, meta);
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;

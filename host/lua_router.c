@@ -125,16 +125,8 @@ static int l_gc(lua_State *L) {
 
 int luaopen_luahost_router(lua_State *L) {
   static const luaL_Reg methods[] = {{"add", l_add}, {"match", l_match}, {NULL, NULL}};
-  if (luaL_newmetatable(L, LH_ROUTER_MT)) {
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
+  lh_lua_class(L, LH_ROUTER_MT, methods, meta);
   lua_newtable(L);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "new");

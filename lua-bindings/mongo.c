@@ -13,6 +13,7 @@
 #include "json.h"
 #include "lh.h"
 #include "log.h"
+#include "lua_api.h"
 #include "readiness.h"
 #include "scheduler.h"
 
@@ -1121,19 +1122,8 @@ int luaopen_luahost_mongo(lua_State *L) {
                                      {"create_index", l_create_index},
                                      {NULL, NULL}};
   /* The method table is built once per state and kept in the registry with the metatable. */
-  if (luaL_newmetatable(L, COLLECTION_MT)) {
-    lua_newtable(L);
-    for (const luaL_Reg *m = methods; m->name; m++) {
-      lua_pushcfunction(L, m->func);
-      lua_setfield(L, -2, m->name);
-    }
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_collection_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__tostring", l_collection_tostring}, {NULL, NULL}};
+  lh_lua_class(L, COLLECTION_MT, methods, meta);
   lua_newtable(L);
   lua_pushcfunction(L, l_collection);
   lua_setfield(L, -2, "collection");
