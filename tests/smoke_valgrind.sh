@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # A smoke run of the test host (build/luahost-test: the real host plus luahost.test, for /block)
 # under valgrind: start it with the runtime fixture scripts, exercise parsing, Lua routes, the
-# scheduler, errors and the budget over HTTP, stop it with SIGTERM, and fail on any memory error
-# or definite leak.
+# scheduler, errors and the budget over HTTP, reload it twice (POST /admin/reload, SIGHUP: new
+# generations built on the reload thread, the old ones retired), stop it with SIGTERM, and fail on
+# any memory error or definite leak.
 set -euo pipefail
 binary="$1"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+aport=$(free_port)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 LUAHOST_CONFIG="$root/tests/fixtures/empty.conf" LUAHOST_SCRIPTS="$root/tests/fixtures/runtime" \
-LUAHOST_LISTEN="127.0.0.1:$port" LUAHOST_WORKERS=2 LUAHOST_DEV=1 LUAHOST_SCRIPT_BUDGET_MS=300 \
+LUAHOST_LISTEN="127.0.0.1:$port" LUAHOST_ADMIN_LISTEN="127.0.0.1:$aport" LUAHOST_WORKERS=2 LUAHOST_DEV=1 LUAHOST_SCRIPT_BUDGET_MS=300 \
 LUAHOST_TEST_POOL_THREADS=2 LUAHOST_TEST_POOL_QUEUE=2 LUAHOST_MONGODB_URI="mongodb://127.0.0.1:1" \
 LUAHOST_DB_TIMEOUT_MS=200 LUAHOST_LOG_LEVEL=warn \
   valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
@@ -25,7 +28,7 @@ check() { # expected-status path [curl args]
   local want="$1" path="$2"
   shift 2
   local got
-  got=$(curl -s -o /dev/null -w '%{http_code}' "$@" "http://127.0.0.1:$port$path" || true)
+  got=$(curl -s -o /dev/null -w '%{http_code}' "$@" "http://127.0.0.1:${at:-$port}$path" || true)
   if [[ "$got" != "$want" ]]; then echo "smoke: $path gave $got, expected $want" >&2; fail=1; fi
 }
 check 200 /healthz
@@ -39,7 +42,16 @@ check 200 /block/20
 check 500 /boom
 check 500 /loop
 check 404 /nope
-check 200 /metrics
+at=$aport check 200 /metrics
+at=$aport check 200 /admin/reload -X POST --max-time 120
+kill -HUP $pid
+for _ in $(seq 1 150); do
+  curl -s "http://127.0.0.1:$aport/admin/reload" | grep -q '"ok":2' && break
+  sleep 0.2
+done
+curl -s "http://127.0.0.1:$aport/admin/reload" | grep -q '"ok":2' ||
+  { echo "smoke: SIGHUP did not reload" >&2; fail=1; }
+check 200 /hello
 check 200 /openapi.json
 check 200 /docs
 check 200 /docs/swagger-ui.css
