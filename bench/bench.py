@@ -16,6 +16,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -168,8 +169,10 @@ class Luahost:
 
     def __init__(self, scripts, env=None, workers=1, ready="/readyz"):
         self.port = free_port()
+        self.admin_port = free_port()
         e = {k: v for k, v in os.environ.items() if not k.startswith("LUAHOST_")}
         e.update({"LUAHOST_LISTEN": f"127.0.0.1:{self.port}", "LUAHOST_WORKERS": str(workers),
+                  "LUAHOST_ADMIN_LISTEN": f"127.0.0.1:{self.admin_port}",
                   "LUAHOST_SCRIPTS": scripts, "LUAHOST_ACCESS_LOG": "0",
                   "LUAHOST_LOG_LEVEL": "warn", "LUAHOST_JWT_SECRET": JWT_SECRET,
                   "LUAHOST_CONFIG": os.path.join(ROOT, "tests", "fixtures", "empty.conf")})
@@ -187,6 +190,9 @@ class Luahost:
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def admin_url(self, path):
+        return f"http://127.0.0.1:{self.admin_port}{path}"
 
     def pids(self):
         return [self.proc.pid]
@@ -567,6 +573,8 @@ def scenario_db(args, db, host, admin_id, ids, tmp, only):
                  f"two reads by libmongoc alone, {c} threads", ra, rb, csw=True)
     if "4" in only:
         scenario_storm(args, host, lh_get, tmp)
+    if "5" in only:
+        scenario_reload(args, host, lh_get)
     if "3" in only:
         scenario_fastapi(args, db, host, admin_id, ids, tmp, token, lh_get)
 
@@ -591,6 +599,45 @@ def scenario_storm(args, host, lh_get, tmp):
         med([r["p99_ms"] for r in ra]), "the same, no logins", med([r["p99_ms"] for r in rb]),
         "lower", f"{med(storm_rate):.0f} argon2id logins/s beside it")
     row("4. login storm", "GET req/s", med([r["rps"] for r in ra]), "the same, no logins",
+        med([r["rps"] for r in rb]), "higher")
+
+
+def scenario_reload(args, host, lh_get):
+    """GET /users/{id} under load while POST /admin/reload (a full reload of the shipped scripts:
+    snapshot, policy tests, on_start, a state per worker, commit) runs every second, against the
+    same load without reloads."""
+    log("5. reload under load: GET /users/{id} with a reload every second vs without")
+    durations, rejected = [], []
+
+    def reloading():
+        stop = threading.Event()
+
+        def loop():
+            while not stop.wait(1.0):
+                t0 = time.monotonic()
+                status, body = http("POST", host.admin_url("/admin/reload"), timeout=60)
+                durations.append((time.monotonic() - t0) * 1e3)
+                if status != 200:
+                    rejected.append(body[:200])
+
+        t = threading.Thread(target=loop)
+        t.start()
+        try:
+            return lh_get(warmup=0)
+        finally:
+            stop.set()
+            t.join()
+
+    ra, rb = interleaved(args.reps, reloading, lambda: lh_get(warmup=0))
+    if rejected:
+        raise RuntimeError(f"a reload was rejected during the benchmark: {rejected[0]}")
+    n = len(durations)
+    row("5. reload under load: `GET /users/{id}`, a reload every second", "failed requests",
+        sum(r["failed"] for r in ra), "the same, no reloads", sum(r["failed"] for r in rb), "lower",
+        f"{n} reloads, POST round trip median {med(durations):.0f} ms")
+    row("5. reload under load", "p99 ms", med([r["p99_ms"] for r in ra]), "the same, no reloads",
+        med([r["p99_ms"] for r in rb]), "lower")
+    row("5. reload under load", "req/s", med([r["rps"] for r in ra]), "the same, no reloads",
         med([r["rps"] for r in rb]), "higher")
 
 
@@ -686,7 +733,7 @@ def main():
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--requests", type=int, default=1_000_000, help="for the memory scenario")
     ap.add_argument("--workers", type=int, default=NCPU, help="luahost and uvicorn workers, database routes")
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run (2, 3 and 4 run together)")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run (2, 3, 4 and 5 share one host)")
     ap.add_argument("--db", default="secantus", choices=["secantus", "ferretdb"],
                     help="test server for the database scenarios (see the README: FerretDB v1.24.2's "
                          "SQLite backend scans the collection on reads by _id)")
@@ -705,20 +752,17 @@ def main():
     db = None
     tmp = tempfile.mkdtemp(prefix="lh-bench-")
     try:
-        if only & {"2", "3", "4", "6"}:
+        if only & {"2", "3", "4", "5", "6"}:
             db = Database(args.db)
             DB_PIDS.extend(db.pids())
             host = Luahost(os.path.join(ROOT, "scripts"), user_env(db.uri), workers=args.workers)
             try:
                 admin_id, ids = load_users(host, db.uri, args.users)
                 ids = ids[1:]
-                if only & {"2", "3", "4"}:
+                if only & {"2", "3", "4", "5"}:
                     scenario_db(args, db, host, admin_id, ids, tmp, only)
             finally:
                 host.stop()
-        if "5" in only:
-            row("5. reload under load", "failed requests, p99", None, "no reload", None,
-                note="n/a: live reload not built")
         if "6" in only:
             scenario_memory(args, db.uri)
     finally:

@@ -13,7 +13,7 @@ LH_APT_PACKAGES=(
   valgrind wrk nginx libnginx-mod-http-lua python3-venv curl clang-format clang
   dpkg-dev patch systemd  # test_install (cpack's dpkg-shlibdeps, systemd-analyze), the examples' patches
   prometheus # promtool: tests/integration/test_metrics.py checks /metrics with it
-  npm chromium
+  chromium # tests/integration/test_openapi.py loads /docs in it
 )
 
 log() { echo "==> $*" >&2; }
@@ -68,6 +68,14 @@ install_swagger_ui() {
   if [[ -f "$SWAGGER_UI_DIR/package.json" ]] &&
     grep -q "\"version\": \"$SWAGGER_UI_VERSION\"" "$SWAGGER_UI_DIR/package.json"; then
     return 0
+  fi
+  # npm comes with the machine's Node (NodeSource's nodejs package bundles it and conflicts with
+  # Debian's npm); only a machine without any npm gets Debian's.
+  if ! command -v npm >/dev/null; then
+    log "installing Debian package: npm"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm \
+      >/dev/null
   fi
   log "fetching swagger-ui-dist $SWAGGER_UI_VERSION (npm, integrity-pinned) into ${SWAGGER_UI_DIR#$ROOT/}"
   local tmp got
