@@ -124,7 +124,8 @@ int lh_reload_run(lh_reloader_t *r, const char *trigger, lh_buf_t *out) {
     uv_async_send(&r->kick); /* under the lock: see lh_reloader_stop */
   while (r->done < mine && !r->stopped)
     uv_cond_wait(&r->cond, &r->mu);
-  int ok = r->done >= mine && r->last_ok;
+  /* Stopping before this caller's reload ran: nothing was built, so nothing was rejected. */
+  int ok = r->done < mine ? -1 : r->last_ok;
   status_locked(r, out);
   r->waiters--;
   uv_cond_broadcast(&r->cond); /* lh_reloader_stop waits for the last waiter */

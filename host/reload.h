@@ -48,7 +48,9 @@ void lh_reloader_free(lh_reloader_t *r);
 void lh_reload_request(lh_reloader_t *r, const char *trigger);
 /* Asks for a reload and waits for its outcome; writes the status (as lh_reload_status) into out.
  * Returns 1 when the reload made its candidate live (or found nothing to change), 0 when it was
- * rejected. Never call from a loop thread: it blocks for as long as the reload takes. */
+ * rejected, -1 when the host began stopping before that reload ran (none will: answer "shutting
+ * down", not "rejected"). Never call from a loop thread: it blocks for as long as the reload takes.
+ */
 int lh_reload_run(lh_reloader_t *r, const char *trigger, lh_buf_t *out);
 /* The status as JSON: {"generation", "live_since", "reloads": {"ok", "failed"}, "last_error",
  * "restart_required": [...], "history": [{"at", "trigger", "result", "generation", "error",
