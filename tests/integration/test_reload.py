@@ -419,6 +419,31 @@ def test_the_watcher_ignores_unchanged_content_and_reports_a_broken_file_once(ho
     assert st2["generation"] == st0["generation"]
 
 
+def test_the_watcher_follows_a_replaced_directory_and_a_new_one(hosts, tmp_path):
+    """A deploy that swaps a directory (rm -rf routes && mv routes.new routes) within the quiet
+    period: inotify watched the removed directory, so later edits in the new one must still be
+    seen. And a directory created under the tree is watched from then on."""
+    h = hosts()
+    c, admin, user = service(h)
+    routes = os.path.join(h.scripts, "routes")
+    staged = str(tmp_path / "routes.new")
+    shutil.copytree(routes, staged)
+    edit(os.path.join(staged, "users.lua"), f'"{FETCHED}"', '"User fetched (v2)"')
+    shutil.rmtree(routes)
+    os.rename(staged, routes)
+    wait_for(lambda: fetched_message(h, user) == "User fetched (v2)", 10, "the swapped directory")
+    edit(os.path.join(routes, "users.lua"), '"User fetched (v2)"', '"User fetched (v3)"')
+    wait_for(lambda: fetched_message(h, user) == "User fetched (v3)", 10,
+             "an edit inside the swapped directory")
+    # A new directory, then a route file in it a while later: one more generation.
+    os.makedirs(os.path.join(routes, "more"))
+    time.sleep(1.0 * timing_factor())
+    n = status(h)["reloads"]["ok"]
+    write(os.path.join(routes, "more", "extra.lua"), extra_routes("deep"))
+    wait_for(lambda: status(h)["reloads"]["ok"] > n, 10, "a file in a new directory")
+    assert all(e["trigger"] == "watch" for e in status(h)["history"]), status(h)["history"]
+
+
 # =============================================================================================
 # 3. a broken tree is rejected; the old generation keeps serving; fixed, it goes live
 # =============================================================================================
