@@ -403,6 +403,9 @@ def test_the_watcher_ignores_unchanged_content_and_reports_a_broken_file_once(ho
     # The same content written again (and a file touched) changes nothing.
     write(routes, read(routes))
     os.utime(os.path.join(h.scripts, "app.lua"))
+    # Neither is a file the scripts are made of: notes, an editor's hidden swap file.
+    write(os.path.join(h.scripts, "routes", "NOTES.txt"), "not a script\n")
+    write(os.path.join(h.scripts, "routes", ".users.lua.swp"), "swap\n")
     time.sleep(1.5 * timing_factor())
     st = status(h)
     assert st["reloads"] == st0["reloads"] and st["history"] == st0["history"], st
@@ -442,6 +445,111 @@ def test_the_watcher_follows_a_replaced_directory_and_a_new_one(hosts, tmp_path)
     write(os.path.join(routes, "more", "extra.lua"), extra_routes("deep"))
     wait_for(lambda: status(h)["reloads"]["ok"] > n, 10, "a file in a new directory")
     assert all(e["trigger"] == "watch" for e in status(h)["history"]), status(h)["history"]
+
+
+SLOW_ROUTE = """-- routes/slow.lua: a request that takes a while, to be in flight across a reload.
+local core = require "luahost"
+local response = require "luahost.response"
+return { routes = { { method = "GET", path = "/extra/slow", policy = "public",
+  handler = function() core.sleep(%d) return response.ok("slow", { version = "%s" }) end } } }
+"""
+
+
+def get_async(h, path, results):
+    def go():
+        try:
+            results.append(h.get(path, timeout=60))
+        except (OSError, ValueError, AssertionError) as e:
+            results.append(e)
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def test_requests_in_flight_finish_on_the_generation_they_started_on(hosts):
+    h = hosts(env={"LUAHOST_WATCH": "0"})
+    slow = os.path.join(h.scripts, "routes", "slow.lua")
+    write(slow, SLOW_ROUTE % (1500, "one"))
+    reload(h)
+    results = []
+    threads = [get_async(h, "/extra/slow", results) for _ in range(4)]  # on both workers
+    time.sleep(0.4)
+    write(slow, SLOW_ROUTE % (0, "two"))
+    t0 = time.time()
+    st = reload(h)
+    took = time.time() - t0
+    # The reload did not wait for them; new requests get the new code at once.
+    assert h.get("/extra/slow").json()["response_data"]["version"] == "two"
+    for t in threads:
+        t.join(30)
+    assert [r.status for r in results] == [200] * 4, results
+    assert {r.json()["response_data"]["version"] for r in results} == {"one"}, results
+    assert took < 1.0 * timing_factor(), took
+    assert readyz_generation(h) == st["generation"]
+
+
+def test_sigterm_with_a_request_in_flight_on_a_retired_generation(hosts):
+    h = hosts(env={"LUAHOST_WATCH": "0"})
+    slow = os.path.join(h.scripts, "routes", "slow.lua")
+    write(slow, SLOW_ROUTE % (1500, "one"))
+    reload(h)
+    results = []
+    threads = [get_async(h, "/extra/slow", results) for _ in range(2)]
+    time.sleep(0.4)
+    write(slow, SLOW_ROUTE % (0, "two"))
+    reload(h)
+    h.proc.send_signal(signal.SIGTERM)
+    assert h.proc.wait(30 * timing_factor()) == 0, h.logs()[-3000:]
+    for t in threads:
+        t.join(30)
+    # The grace period let them finish, on the generation they started on.
+    assert [getattr(r, "status", r) for r in results] == [200, 200], results
+    assert {r.json()["response_data"]["version"] for r in results} == {"one"}
+
+
+def test_a_burst_of_edits_is_one_reload(hosts):
+    h = hosts()
+    c, admin, user = service(h)
+    routes = os.path.join(h.scripts, "routes", "users.lua")
+    n = status(h)["reloads"]["ok"]
+    current = FETCHED
+    for i in range(10):  # 30 ms apart: well inside the 300 ms quiet period
+        edit(routes, f'"{current}"', f'"User fetched ({i})"')
+        current = f"User fetched ({i})"
+        time.sleep(0.03)
+    wait_for(lambda: fetched_message(h, user) == "User fetched (9)", 10, "the last edit")
+    time.sleep(1.0 * timing_factor())
+    done = status(h)["reloads"]["ok"] - n
+    # One reload for the burst (two if this loaded machine paused longer than the quiet period).
+    assert 1 <= done <= 2, status(h)["history"]
+
+
+def test_concurrent_reload_requests_each_get_a_reload(hosts):
+    h = hosts(env={"LUAHOST_WATCH": "0"})
+    c, admin, user = service(h)
+    results = []
+
+    def one(public):
+        try:
+            if public:
+                results.append(h.post("/admin/reload", headers={"Authorization": f"Bearer {admin}"},
+                                      timeout=60 * timing_factor()))
+            else:
+                results.append(h.admin("POST", "/admin/reload", headers=AUTH,
+                                       timeout=60 * timing_factor()))
+        except (OSError, ValueError, AssertionError) as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=one, args=(i % 2 == 0,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [getattr(r, "status", r) for r in results] == [200] * 10, results
+    st = status(h)
+    # Every caller saw a reload that started after its call: coalesced, never more than asked.
+    assert 1 <= st["reloads"]["ok"] <= 10 and st["reloads"]["failed"] == 0, st
+    assert fetched_message(h, user) == FETCHED
 
 
 # =============================================================================================
@@ -495,8 +603,20 @@ def break_schema(tree):
                       r"must be one of")
 
 
+def break_at_load(tree):
+    f = os.path.join(tree, "routes", "users.lua")
+    edit(f, "local tostring = tostring", 'local tostring = tostring\nerror("refusing to load")')
+    return f"routes/users.lua:{line_of(f, 'refusing to load')}: refusing to load"
+
+
+def break_on_start(tree):
+    edit(os.path.join(tree, "app.lua"), "on_start = setup.start,",
+         'on_start = function() return nil, "the start hook says no" end,')
+    return re.compile(r"^on_start hook failed: \S*app\.lua: the start hook says no$")
+
+
 BREAKS = [break_syntax, break_policy_test, break_policy_test_in_a_new_file, break_duplicate_route,
-          break_unknown_policy, break_schema]
+          break_unknown_policy, break_schema, break_at_load, break_on_start]
 
 
 def names(error, expected):
@@ -732,6 +852,28 @@ def test_reloadable_options_apply_and_restart_required_ones_are_kept(hosts, tmp_
     wait_for(lambda: h.logs().count("is live") > lives, 10, "the info line of the last reload")
     time.sleep(0.5)
     assert h.logs().count("is live") == lives + 1, h.logs()[-3000:]
+
+
+def test_the_admin_token_public_metrics_and_cors_origins_reload(hosts, tmp_path):
+    conf = str(tmp_path / "luahost.conf")
+    token_file = str(tmp_path / "admin_token")
+    write(conf, "return { }\n")
+    write(token_file, ADMIN_TOKEN + "\n")
+    h = hosts(env={"LUAHOST_WATCH": "0", "LUAHOST_CONFIG": conf,
+                   "LUAHOST_ADMIN_TOKEN_FILE": token_file}, drop=("LUAHOST_ADMIN_TOKEN",))
+    origin = "https://app.example"
+    pre = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    assert h.get("/metrics").status == 404
+    assert h.request("OPTIONS", "/login", headers=pre).headers.get("access-control-allow-origin") is None
+    write(conf, f'return {{ public_metrics = true, cors_origins = {{ "{origin}" }} }}\n')
+    write(token_file, "rotated-admin-token-" + "z" * 16)
+    reload(h)  # with the old token: it is checked before the reload
+    assert h.admin("GET", "/admin/reload", headers=AUTH).status == 401
+    r = h.admin("GET", "/admin/reload", headers={"Authorization": "Bearer rotated-admin-token-" + "z" * 16})
+    assert r.status == 200 and r.json()["response_data"]["restart_required"] == [], r
+    assert h.get("/metrics").status == 200
+    r = h.request("OPTIONS", "/login", headers=pre)
+    assert r.status == 204 and r.headers.get("access-control-allow-origin") == origin, r
 
 
 def test_a_bad_configuration_is_rejected_and_the_live_one_kept(hosts, tmp_path):
