@@ -493,6 +493,10 @@ void lh_reloader_stop(lh_reloader_t *r) {
   r->joined = 1;
 }
 
+const lh_config_t *lh_reloader_final_config(lh_reloader_t *r) {
+  return r && r->joined ? lh_gen_config(r->live) : NULL;
+}
+
 void lh_reloader_free(lh_reloader_t *r) {
   if (!r)
     return;

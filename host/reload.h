@@ -41,6 +41,10 @@ int lh_reloader_start(lh_reloader_t **out, struct lh_server_s *srv, const char *
 /* Stops the watcher and the reload thread (a reload in progress finishes first); from then on a
  * request is answered "not live" at once. Main thread. */
 void lh_reloader_stop(lh_reloader_t *r);
+/* The live generation's configuration once lh_reloader_stop returned (no reload can change it
+ * any more): what the shutdown applies (drain_delay_ms, shutdown_grace_ms are reloadable). NULL
+ * before the stop, or for NULL. Main thread. */
+const lh_config_t *lh_reloader_final_config(lh_reloader_t *r);
 /* Frees it, once nothing can call it any more (the pools are gone). */
 void lh_reloader_free(lh_reloader_t *r);
 
