@@ -876,6 +876,35 @@ def test_the_admin_token_public_metrics_and_cors_origins_reload(hosts, tmp_path)
     assert r.status == 204 and r.headers.get("access-control-allow-origin") == origin, r
 
 
+def test_reloaded_shutdown_timings_apply_at_shutdown(hosts, tmp_path):
+    """drain_delay_ms and shutdown_grace_ms are reloadable: the shutdown uses the live values,
+    not the ones the host started with."""
+    conf = str(tmp_path / "luahost.conf")
+    write(conf, "return { drain_delay_ms = 0, shutdown_grace_ms = 10000 }\n")
+    h = hosts(env={"LUAHOST_WATCH": "0", "LUAHOST_CONFIG": conf})
+    write(os.path.join(h.scripts, "routes", "slow.lua"), SLOW_ROUTE % (20000, "slow"))
+    write(conf, "return { drain_delay_ms = 1500, shutdown_grace_ms = 500 }\n")
+    st = reload(h)
+    assert st["restart_required"] == [], st
+    results = []
+    thread = get_async(h, "/extra/slow", results)
+    time.sleep(0.3)
+    t0 = time.time()
+    h.proc.send_signal(signal.SIGTERM)
+    # Draining: /readyz says 503 while the listener still answers.
+    r = wait_for(lambda: (lambda r: r if r.status == 503 else None)(h.get("/readyz", timeout=5)), 1,
+                 "/readyz 503 while draining")
+    assert r.json()["response_data"]["code"] == "draining", r
+    code = h.proc.wait(30 * timing_factor())
+    took = time.time() - t0
+    thread.join(30)
+    assert code == 0, h.logs()[-3000:]
+    assert "draining for 1500 ms" in h.logs()
+    # 1.5 s of drain, then 0.5 s of grace cut the 20 s request short (not 10 s of grace).
+    assert 1.5 <= took < 8 * timing_factor(), took
+    assert results and getattr(results[0], "status", 0) != 200, results
+
+
 def test_a_bad_configuration_is_rejected_and_the_live_one_kept(hosts, tmp_path):
     port = free_port()
     conf = str(tmp_path / "luahost.conf")
