@@ -7,7 +7,10 @@
  *
  * A directory is known by its device and inode as well as its path: a deploy that replaces one
  * (rm -rf routes && mv routes.new routes) within a quiet period leaves the same path, but inotify
- * was watching the removed directory, so the rescan gives the new one a handle of its own. */
+ * was watching the removed directory, so the rescan gives the new one a handle of its own. When the
+ * root itself is missing at the end of a quiet period (a deploy between its rm and its mv), no
+ * event can tell when it is back, so the watcher looks for it again every LH_WATCH_ROOT_RETRY_MS.
+ */
 #include "watch.h"
 
 #include <dirent.h>
@@ -18,6 +21,8 @@
 
 #include "lh.h"
 #include "log.h"
+
+#define LH_WATCH_ROOT_RETRY_MS 1000
 
 typedef struct {
   uv_fs_event_t h;
@@ -39,7 +44,8 @@ struct lh_watch_s {
   int ndirs;
   int open_handles; /* the timer and every directory handle not yet closed */
   int stopping;
-  int warned; /* the directory limit was logged */
+  int warned;    /* the directory limit was logged */
+  int root_gone; /* the root was missing at the last look (logged once) */
 };
 
 static void maybe_free(lh_watch_t *w) {
@@ -163,6 +169,18 @@ static void on_quiet(uv_timer_t *t) {
   lh_watch_t *w = t->data;
   if (w->stopping)
     return;
+  struct stat st;
+  if (stat(w->root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (!w->root_gone++)
+      lh_warn("script watcher: %s is gone; looking for it again every %d ms", w->root,
+              LH_WATCH_ROOT_RETRY_MS);
+    uv_timer_start(&w->quiet, on_quiet, LH_WATCH_ROOT_RETRY_MS, 0);
+    return;
+  }
+  if (w->root_gone) {
+    w->root_gone = 0;
+    lh_info("script watcher: %s is back", w->root);
+  }
   rescan(w);
   w->cb(w->ud);
 }
