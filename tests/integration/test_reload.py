@@ -447,6 +447,32 @@ def test_the_watcher_follows_a_replaced_directory_and_a_new_one(hosts, tmp_path)
     assert all(e["trigger"] == "watch" for e in status(h)["history"]), status(h)["history"]
 
 
+def test_the_watcher_follows_a_swapped_root_and_one_that_was_gone_a_while(hosts, tmp_path):
+    h = hosts()
+    c, admin, user = service(h)
+    root = h.scripts
+    # The whole tree swapped at once (mv scripts scripts.old && mv scripts.new scripts).
+    shutil.copytree(root, str(tmp_path / "new"))
+    edit(str(tmp_path / "new" / "routes" / "users.lua"), f'"{FETCHED}"', '"User fetched (r2)"')
+    os.rename(root, str(tmp_path / "old"))
+    os.rename(str(tmp_path / "new"), root)
+    wait_for(lambda: fetched_message(h, user) == "User fetched (r2)", 10, "the swapped tree")
+    edit(os.path.join(root, "routes", "users.lua"), '"User fetched (r2)"', '"User fetched (r3)"')
+    wait_for(lambda: fetched_message(h, user) == "User fetched (r3)", 10, "an edit in the new tree")
+    # The tree gone for longer than the quiet period: the live generation serves meanwhile, and
+    # the watcher picks the tree up again once it is back.
+    os.rename(root, str(tmp_path / "away"))
+    time.sleep(1.0 * timing_factor())
+    assert fetched_message(h, user) == "User fetched (r3)"
+    shutil.copytree(str(tmp_path / "away"), root)
+    edit(os.path.join(root, "routes", "users.lua"), '"User fetched (r3)"', '"User fetched (r4)"')
+    wait_for(lambda: fetched_message(h, user) == "User fetched (r4)", 10, "the tree back")
+    edit(os.path.join(root, "routes", "users.lua"), '"User fetched (r4)"', '"User fetched (r5)"')
+    wait_for(lambda: fetched_message(h, user) == "User fetched (r5)", 10, "an edit in the tree back")
+    assert status(h)["reloads"]["failed"] == 0, status(h)
+    assert "is gone" in h.logs() and "is back" in h.logs()
+
+
 SLOW_ROUTE = """-- routes/slow.lua: a request that takes a while, to be in flight across a reload.
 local core = require "luahost"
 local response = require "luahost.response"
@@ -697,7 +723,16 @@ def test_sighup_reloads(hosts):
     assert st["generation"] != st0["generation"]
     assert fetched_message(h, user) == "User fetched (hup)"
     assert "received SIGHUP" in h.logs()
-    assert h.proc.poll() is None
+    # A storm of them: coalesced into a few reloads, every one ok, the host serving throughout.
+    n = st["reloads"]["ok"]
+    for _ in range(30):
+        h.proc.send_signal(signal.SIGHUP)
+        assert h.get("/healthz").status == 200
+    wait_for(lambda: status(h)["reloads"]["ok"] > n, 10, "the storm's reloads")
+    time.sleep(0.5 * timing_factor())
+    st = status(h)
+    assert n < st["reloads"]["ok"] <= n + 30 and st["reloads"]["failed"] == 0, st
+    assert h.proc.poll() is None and fetched_message(h, user) == "User fetched (hup)"
 
 
 def test_who_may_reload_over_http(hosts):
@@ -1072,6 +1107,20 @@ def test_a_thousand_reloads_do_not_grow_memory(hosts):
           f"after {total}: {rss[total] / 1024:.1f} MB ({grow_mb:+.1f} MB); "
           f"{load.ok} requests meanwhile, 0 failed")
     assert grow_mb < (60 if SANITIZED else 30), rss
+    # Rejected reloads free what they built, too.
+    edit(extra, "return {", "return {{")
+    failing = total // 5
+    for _ in range(20):
+        reload(h, expect=422)
+    time.sleep(1.5)
+    before = rss_kib(h.proc.pid)
+    for _ in range(failing):
+        reload(h, expect=422)
+    time.sleep(1.5)
+    after = rss_kib(h.proc.pid)
+    print(f"{failing} rejected reloads: RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB")
+    assert (after - before) / 1024 < (30 if SANITIZED else 10), (before, after)
+    assert status(h)["reloads"] == {"ok": total, "failed": failing + 20}
 
 
 # =============================================================================================
