@@ -746,6 +746,11 @@ def test_who_may_reload_over_http(hosts):
         r = h.admin(method, "/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"})
         assert r.status == 401, r
     assert h.admin("GET", "/metrics").status == 401
+    for path in ("/healthz", "/readyz", "/metrics", "/admin/reload"):
+        assert h.admin("GET", path, headers=AUTH).status == 200, path
+    r = h.admin("HEAD", "/admin/reload", headers=AUTH)
+    assert r.status == 200 and r.body == b"", r
+    assert h.admin("GET", "/admin/other", headers=AUTH).status == 404
     st = reload(h)
     assert st["history"][0]["trigger"] == "api" and st["reloads"]["ok"] == 1, st
     # The public listener, behind the scripts' admin policy: admin 200, user 403, anonymous 401.
@@ -1134,10 +1139,15 @@ return { n = n }
 """
 
 
-def post_reload_async(h, results):
+def post_reload_async(h, results, jwt=None):
+    """POST /admin/reload in a thread: on the admin listener, or with jwt on the public one."""
     def go():
         try:
-            results.append(h.admin("POST", "/admin/reload", headers=AUTH, timeout=60))
+            if jwt:
+                results.append(h.post("/admin/reload", headers={"Authorization": f"Bearer {jwt}"},
+                                      timeout=60))
+            else:
+                results.append(h.admin("POST", "/admin/reload", headers=AUTH, timeout=60))
         except (OSError, ValueError, AssertionError) as e:
             results.append(e)
     t = threading.Thread(target=go, daemon=True)
@@ -1148,6 +1158,7 @@ def post_reload_async(h, results):
 @pytest.mark.parametrize("slow", [False, True])
 def test_shutdown_during_a_reload_exits_cleanly(hosts, slow):
     h = hosts(env={"LUAHOST_WATCH": "0"})
+    admin = Client(h).token(ADMIN_NAME, ADMIN_PASSWORD)
     if slow:
         # A module every VM loads that spins for a while: validation and each worker's VM take it.
         write(os.path.join(h.scripts, "lib", "slow.lua"), SLOW_LIB % 20_000_000)
@@ -1159,6 +1170,7 @@ def test_shutdown_during_a_reload_exits_cleanly(hosts, slow):
         # The reload is under way (its thread spins in the module); a second POST waits behind it.
         time.sleep(0.3)
         threads.append(post_reload_async(h, results))
+        threads.append(post_reload_async(h, results, jwt=admin))
         time.sleep(0.1)
     else:
         time.sleep(0.005)
