@@ -1013,6 +1013,11 @@ def test_a_secret_rotated_through_its_file(hosts, tmp_path):
     assert "jwt_secret" in st["last_error"] and "short" not in st["last_error"], st
     assert c.get(user.path, token=new).status == 200
     assert hs256_valid(c.token(user.username, user.password), s2)
+    # The file gone (a secret store unmounted): rejected, naming the variable; the key stays.
+    os.unlink(secret)
+    st = reload(h, expect=422)
+    assert "LUAHOST_JWT_SECRET_FILE" in st["last_error"] and secret in st["last_error"], st
+    assert c.get(user.path, token=new).status == 200
     # Retiring the previous secret: the old token fails again.
     write(secret, s2)
     write(previous, "")
