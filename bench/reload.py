@@ -18,7 +18,9 @@ Prints one JSON object on stdout (progress goes to stderr).
   python3 bench/reload.py [--reloads 1000] [--samples 50] [--duration 10] [--clients 8]
                           [--interval 0.2] [--workers 2] [--db secantus|ferretdb]
 
-Environment: LH_TEST_BINARY (default build/luahost), LH_TEST_MONGODB_URI (a running database;
+Also run by `bench/run --reload [ARGS]` (a release build in build-bench/, SecantusDB installed).
+Environment: LH_TEST_BINARY or BENCH_LUAHOST (default $BENCH_BUILD_DIR/luahost, else
+build/luahost), LH_TEST_MONGODB_URI (a running database;
 when unset, --db starts one with scripts/db in a temporary directory and stops it at the end).
 The client is Python threads: compare the ratios, not the absolute requests per second, with
 bench/run's wrk figures."""
@@ -39,7 +41,8 @@ import urllib.parse
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.environ.get("LH_TEST_BINARY") or os.path.join(ROOT, "build", "luahost")
+BINARY = (os.environ.get("LH_TEST_BINARY") or os.environ.get("BENCH_LUAHOST") or
+          os.path.join(ROOT, os.environ.get("BENCH_BUILD_DIR", "build"), "luahost"))
 ADMIN, ADMIN_PASSWORD = "benchadmin", "bench-admin-password"
 ADMIN_TOKEN = "bench-admin-token-" + "y" * 16
 EXTRA = """-- routes/bench_extra.lua: alternates between two versions, so every reload is a new generation.
