@@ -50,7 +50,7 @@ static void reload_work(lh_job_t *job) {
 static void reload_done(lh_job_t *job) {
   lh_admin_job_t *j = LH_CONTAINER_OF(job, lh_admin_job_t, job);
   lh_exchange_t *ex = j->ex;
-  if (job->cancelled || j->status.len == 0 || !lh_reloader_global()) {
+  if (job->cancelled || j->ok < 0 || j->status.len == 0 || !lh_reloader_global()) {
     answer_kind(ex, "draining");
   } else if (j->ok) {
     answer(ex, 200, 1, "Reloaded: the new generation is live", &j->status);

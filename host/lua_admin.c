@@ -6,7 +6,8 @@
  *                                          asks for a reload and waits for its outcome: the
  *                                          request's coroutine yields while a thread of the
  *                                          "admin" pool waits (a loop never blocks). ok is true
- *                                          when the new generation is live.
+ *                                          when the new generation is live; nil, "draining" when
+ *                                          the host began stopping before the reload ran.
  * Without a running server (`luahost check`, the busted specs) both answer nil, "unavailable". */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -61,6 +62,11 @@ static int reload_push(lh_ljob_t *lj, lua_State *co) {
   if (lj->job.cancelled || j->status.len == 0) {
     lua_pushnil(co);
     lua_pushliteral(co, "unavailable");
+    return 2;
+  }
+  if (j->ok < 0) { /* the host is stopping: no reload ran */
+    lua_pushnil(co);
+    lua_pushliteral(co, "draining");
     return 2;
   }
   lua_pushboolean(co, j->ok);

@@ -126,7 +126,8 @@ int lh_reload_run(lh_reloader_t *r, const char *trigger, lh_buf_t *out) {
     uv_async_send(&r->kick); /* under the lock: see lh_reloader_stop */
   while (r->done < mine && !r->stopped)
     uv_cond_wait(&r->cond, &r->mu);
-  int ok = r->done >= mine && r->last_ok;
+  /* Stopping before this caller's reload ran: nothing was built, so nothing was rejected. */
+  int ok = r->done < mine ? -1 : r->last_ok;
   status_locked(r, out);
   r->waiters--;
   uv_cond_broadcast(&r->cond); /* lh_reloader_stop waits for the last waiter */
@@ -441,6 +442,10 @@ void lh_reloader_stop(lh_reloader_t *r) {
   uv_thread_join(&r->thread);
   uv_loop_close(&r->loop);
   r->joined = 1;
+}
+
+const lh_config_t *lh_reloader_final_config(lh_reloader_t *r) {
+  return r && r->joined ? lh_gen_config(r->live) : NULL;
 }
 
 void lh_reloader_free(lh_reloader_t *r) {

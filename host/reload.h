@@ -41,6 +41,10 @@ int lh_reloader_start(lh_reloader_t **out, struct lh_server_s *srv, const char *
 /* Stops the watcher and the reload thread (a reload in progress finishes first); from then on a
  * request is answered "not live" at once. Main thread. */
 void lh_reloader_stop(lh_reloader_t *r);
+/* The live generation's configuration once lh_reloader_stop returned (no reload can change it
+ * any more): what the shutdown applies (drain_delay_ms, shutdown_grace_ms are reloadable). NULL
+ * before the stop, or for NULL. Main thread. */
+const lh_config_t *lh_reloader_final_config(lh_reloader_t *r);
 /* Frees it, once nothing can call it any more (the pools are gone). */
 void lh_reloader_free(lh_reloader_t *r);
 
@@ -48,7 +52,9 @@ void lh_reloader_free(lh_reloader_t *r);
 void lh_reload_request(lh_reloader_t *r, const char *trigger);
 /* Asks for a reload and waits for its outcome; writes the status (as lh_reload_status) into out.
  * Returns 1 when the reload made its candidate live (or found nothing to change), 0 when it was
- * rejected. Never call from a loop thread: it blocks for as long as the reload takes. */
+ * rejected, -1 when the host began stopping before that reload ran (none will: answer "shutting
+ * down", not "rejected"). Never call from a loop thread: it blocks for as long as the reload takes.
+ */
 int lh_reload_run(lh_reloader_t *r, const char *trigger, lh_buf_t *out);
 /* The status as JSON: {"generation", "live_since", "reloads": {"ok", "failed"}, "last_error",
  * "restart_required": [...], "history": [{"at", "trigger", "result", "generation", "error",

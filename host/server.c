@@ -406,7 +406,8 @@ static void on_wakeup(uv_async_t *a) {
   if (w->admin_open && !uv_is_closing((uv_handle_t *)&w->admin))
     uv_close((uv_handle_t *)&w->admin, close_cb_noop);
   lh_conn_close_idle(w);
-  uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->srv->cfg->shutdown_grace_ms, 0);
+  /* The worker's live generation: shutdown_grace_ms is reloadable. */
+  uv_timer_start(&w->grace, on_grace_over, (uint64_t)w->cfg->shutdown_grace_ms, 0);
   lh_worker_check_stopped(w);
 }
 
@@ -664,15 +665,18 @@ static void on_signal(uv_signal_t *s, int signum) {
     _exit(1);
   }
   m->first_signal = now;
+  atomic_store(&m->srv->draining, 1);
+  /* No generation may change while the workers stop: a reload in progress finishes first. Then
+   * the live generation's drain delay applies (it is reloadable), not the one at start. */
+  lh_reloader_stop(m->srv->reloader);
+  const lh_config_t *live = lh_reloader_final_config(m->srv->reloader);
+  int drain_ms = live ? live->drain_delay_ms : m->srv->cfg->drain_delay_ms;
   lh_info("received %s: draining for %d ms, then stopping",
           signum == SIGTERM  ? "SIGTERM"
           : signum == SIGINT ? "SIGINT"
                              : "SIGQUIT",
-          m->srv->cfg->drain_delay_ms);
-  atomic_store(&m->srv->draining, 1);
-  /* No generation may change while the workers stop: a reload in progress finishes first. */
-  lh_reloader_stop(m->srv->reloader);
-  uv_timer_start(&m->drain, on_drained, (uint64_t)m->srv->cfg->drain_delay_ms, 0);
+          drain_ms);
+  uv_timer_start(&m->drain, on_drained, (uint64_t)drain_ms, 0);
 }
 
 static void on_sighup(uv_signal_t *s, int signum) {

@@ -3,7 +3,14 @@
  * inotify (behind uv_fs_event) watches one directory, not its subdirectories, so every directory
  * of the tree gets a handle of its own. Any event restarts the quiet timer; when it fires the
  * tree is scanned again (directories created or removed meanwhile gain or lose their handle) and
- * the callback runs. Hidden directories are not watched, as the script reader skips them. */
+ * the callback runs. Hidden directories are not watched, as the script reader skips them.
+ *
+ * A directory is known by its device and inode as well as its path: a deploy that replaces one
+ * (rm -rf routes && mv routes.new routes) within a quiet period leaves the same path, but inotify
+ * was watching the removed directory, so the rescan gives the new one a handle of its own. When the
+ * root itself is missing at the end of a quiet period (a deploy between its rm and its mv), no
+ * event can tell when it is back, so the watcher looks for it again every LH_WATCH_ROOT_RETRY_MS.
+ */
 #include "watch.h"
 
 #include <dirent.h>
@@ -15,10 +22,14 @@
 #include "lh.h"
 #include "log.h"
 
+#define LH_WATCH_ROOT_RETRY_MS 1000
+
 typedef struct {
   uv_fs_event_t h;
   lh_watch_t *owner;
   char *path;
+  dev_t dev; /* the directory the handle watches (inotify follows the inode, not the path) */
+  ino_t ino;
   int seen; /* found by the current scan */
 } lh_watch_dir_t;
 
@@ -33,7 +44,8 @@ struct lh_watch_s {
   int ndirs;
   int open_handles; /* the timer and every directory handle not yet closed */
   int stopping;
-  int warned; /* the directory limit was logged */
+  int warned;    /* the directory limit was logged */
+  int root_gone; /* the root was missing at the last look (logged once) */
 };
 
 static void maybe_free(lh_watch_t *w) {
@@ -71,12 +83,21 @@ static int find_dir(lh_watch_t *w, const char *path) {
   return -1;
 }
 
-static void add_dir(lh_watch_t *w, const char *path) {
+static void drop_dir(lh_watch_t *w, int i) {
+  lh_watch_dir_t *d = w->dirs[i];
+  uv_fs_event_stop(&d->h);
+  uv_close((uv_handle_t *)&d->h, dir_closed);
+  w->dirs[i] = w->dirs[--w->ndirs];
+}
+
+static void add_dir(lh_watch_t *w, const char *path, const struct stat *st) {
   int i = find_dir(w, path);
-  if (i >= 0) {
+  if (i >= 0 && w->dirs[i]->dev == st->st_dev && w->dirs[i]->ino == st->st_ino) {
     w->dirs[i]->seen = 1;
     return;
   }
+  if (i >= 0)
+    drop_dir(w, i); /* the path now names another directory: watch that one */
   if (w->ndirs == LH_WATCH_MAX_DIRS) {
     if (!w->warned++)
       lh_warn("script watcher: more than %d directories under %s: the rest are not watched "
@@ -90,6 +111,8 @@ static void add_dir(lh_watch_t *w, const char *path) {
     return;
   }
   d->owner = w;
+  d->dev = st->st_dev;
+  d->ino = st->st_ino;
   d->seen = 1;
   uv_fs_event_init(w->loop, &d->h);
   d->h.data = d;
@@ -101,8 +124,8 @@ static void add_dir(lh_watch_t *w, const char *path) {
   w->dirs[w->ndirs++] = d;
 }
 
-static void scan(lh_watch_t *w, const char *path, int depth) {
-  add_dir(w, path);
+static void scan(lh_watch_t *w, const char *path, const struct stat *self, int depth) {
+  add_dir(w, path, self);
   if (depth >= 16)
     return;
   DIR *dir = opendir(path);
@@ -117,7 +140,7 @@ static void scan(lh_watch_t *w, const char *path, int depth) {
     struct stat st;
     if (n < 0 || (size_t)n >= sizeof(sub) || stat(sub, &st) != 0 || !S_ISDIR(st.st_mode))
       continue;
-    scan(w, sub, depth + 1);
+    scan(w, sub, &st, depth + 1);
   }
   closedir(dir);
 }
@@ -126,7 +149,9 @@ static void scan(lh_watch_t *w, const char *path, int depth) {
 static void rescan(lh_watch_t *w) {
   for (int i = 0; i < w->ndirs; i++)
     w->dirs[i]->seen = 0;
-  scan(w, w->root, 0);
+  struct stat st;
+  if (stat(w->root, &st) == 0 && S_ISDIR(st.st_mode))
+    scan(w, w->root, &st, 0);
   int k = 0;
   for (int i = 0; i < w->ndirs; i++) {
     lh_watch_dir_t *d = w->dirs[i];
@@ -144,6 +169,18 @@ static void on_quiet(uv_timer_t *t) {
   lh_watch_t *w = t->data;
   if (w->stopping)
     return;
+  struct stat st;
+  if (stat(w->root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (!w->root_gone++)
+      lh_warn("script watcher: %s is gone; looking for it again every %d ms", w->root,
+              LH_WATCH_ROOT_RETRY_MS);
+    uv_timer_start(&w->quiet, on_quiet, LH_WATCH_ROOT_RETRY_MS, 0);
+    return;
+  }
+  if (w->root_gone) {
+    w->root_gone = 0;
+    lh_info("script watcher: %s is back", w->root);
+  }
   rescan(w);
   w->cb(w->ud);
 }
@@ -172,7 +209,7 @@ int lh_watch_start(lh_watch_t **out, uv_loop_t *loop, const char *root, unsigned
   uv_timer_init(loop, &w->quiet);
   w->quiet.data = w;
   w->open_handles = 1;
-  scan(w, root, 0);
+  scan(w, root, &st, 0);
   if (w->ndirs == 0) {
     lh_watch_stop(w);
     return LH_EIO;
