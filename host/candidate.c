@@ -14,6 +14,52 @@ typedef struct {
   size_t outlen;
 } lh_step_t;
 
+void lh_candidate_cancel_init(lh_candidate_cancel_t *c) {
+  uv_mutex_init(&c->mu);
+  c->async = NULL;
+  c->cancelled = 0;
+}
+
+void lh_candidate_cancel_destroy(lh_candidate_cancel_t *c) {
+  uv_mutex_destroy(&c->mu);
+}
+
+void lh_candidate_cancel(lh_candidate_cancel_t *c) {
+  uv_mutex_lock(&c->mu);
+  c->cancelled = 1;
+  if (c->async)
+    uv_async_send(c->async); /* under the lock: the validation clears it before closing it */
+  uv_mutex_unlock(&c->mu);
+}
+
+/* What stops a validation: a cancel from another thread, or the deadline. */
+typedef struct {
+  uv_async_t async;
+  uv_timer_t deadline;
+  lh_vm_t *vm;
+  const char *why; /* NULL while it runs on */
+  char timed_out[64];
+} lh_stopper_t;
+
+static void stop_now(lh_stopper_t *s, const char *why) {
+  if (s->why)
+    return;
+  s->why = why;
+  if (s->vm)
+    lh_vm_cancel(s->vm); /* sleeps wake (and later ones fail); jobs end within db_timeout_ms */
+}
+
+static void on_cancel(uv_async_t *a) {
+  stop_now(a->data, "the host is stopping");
+}
+
+static void on_deadline(uv_timer_t *t) {
+  lh_stopper_t *s = t->data;
+  snprintf(s->timed_out, sizeof(s->timed_out), "timed out after %d s",
+           LH_CANDIDATE_DEADLINE_MS / 1000);
+  stop_now(s, s->timed_out);
+}
+
 static void on_step_done(void *ud, int ok, const char *text) {
   lh_step_t *s = ud;
   s->done = 1;
@@ -29,7 +75,8 @@ static void run_until_done(uv_loop_t *loop, lh_step_t *s) {
 }
 
 lh_candidate_stage_t lh_candidate_validate(const lh_config_t *cfg, const lh_script_set_t *set,
-                                           int start_hooks, char *out, size_t outlen) {
+                                           int start_hooks, lh_candidate_cancel_t *cancel,
+                                           char *out, size_t outlen) {
   uv_loop_t loop;
   lh_cq_t *cq = NULL;
   lh_vm_t *vm = NULL;
@@ -39,7 +86,22 @@ lh_candidate_stage_t lh_candidate_validate(const lh_config_t *cfg, const lh_scri
     snprintf(out, outlen, "cannot create a loop");
     return stage;
   }
-  if (lh_cq_create(&cq, &loop) != 0) {
+  lh_stopper_t stopper = {.vm = NULL, .why = NULL, .timed_out = ""};
+  uv_async_init(&loop, &stopper.async, on_cancel);
+  uv_timer_init(&loop, &stopper.deadline);
+  stopper.async.data = stopper.deadline.data = &stopper;
+  uv_timer_start(&stopper.deadline, on_deadline, LH_CANDIDATE_DEADLINE_MS, 0);
+  if (cancel) {
+    uv_mutex_lock(&cancel->mu);
+    if (cancel->cancelled)
+      stopper.why = "the host is stopping";
+    else
+      cancel->async = &stopper.async;
+    uv_mutex_unlock(&cancel->mu);
+  }
+  if (stopper.why) {
+    snprintf(out, outlen, "%s", stopper.why);
+  } else if (lh_cq_create(&cq, &loop) != 0) {
     snprintf(out, outlen, "cannot create a completion queue");
   } else if (lh_vm_create_from(&vm, cfg, set, &loop, cq, out, outlen) != 0) {
     /* The loader's message names the file and line; the host's frames after it do not help. */
@@ -47,6 +109,7 @@ lh_candidate_stage_t lh_candidate_validate(const lh_config_t *cfg, const lh_scri
     if (tb)
       *tb = '\0';
   } else {
+    stopper.vm = vm;
     lh_step_t tests = {0, 0, out, outlen};
     lh_vm_run_policy_tests(vm, on_step_done, &tests);
     run_until_done(&loop, &tests);
@@ -69,7 +132,22 @@ lh_candidate_stage_t lh_candidate_validate(const lh_config_t *cfg, const lh_scri
         snprintf(out, outlen, "%s", summary);
       }
     }
+    if (stopper.why && stage == LH_CANDIDATE_OK)
+      stage = LH_CANDIDATE_HOOKS; /* stopped: whatever passed, this candidate does not go live */
+    if (stopper.why) {
+      char detail[512];
+      snprintf(detail, sizeof(detail), "%s", out);
+      snprintf(out, outlen, "validation stopped (%s)%s%s", stopper.why, detail[0] ? ": " : "",
+               detail);
+    }
   }
+  if (cancel) {
+    uv_mutex_lock(&cancel->mu);
+    cancel->async = NULL;
+    uv_mutex_unlock(&cancel->mu);
+  }
+  uv_close((uv_handle_t *)&stopper.async, NULL);
+  uv_close((uv_handle_t *)&stopper.deadline, NULL);
   if (cq)
     lh_cq_close(cq);
   uv_run(&loop, UV_RUN_DEFAULT); /* the queue's close callback */

@@ -8,7 +8,8 @@
  *                                          "admin" pool waits (a loop never blocks). ok is true
  *                                          when the new generation is live; nil, "draining" when
  *                                          the host began stopping before the reload ran.
- * Without a running server (`luahost check`, the busted specs) both answer nil, "unavailable". */
+ * Without a running server (`luahost check`, the busted specs) both answer nil, "unavailable"; so
+ * does reload() in a candidate being validated (its on_start hooks run on the reload thread). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static void reload_free(lh_ljob_t *lj) {
 
 static int l_reload(lua_State *L) {
   const char *trigger = luaL_optstring(L, 1, "api");
-  if (!lh_reloader_global()) {
+  if (!lh_reloader_global() || lh_reload_on_this_thread()) {
     lua_pushnil(L);
     lua_pushliteral(L, "unavailable");
     return 2;

@@ -86,9 +86,10 @@ struct lh_reloader_s {
   lh_reload_entry_t history[LH_RELOAD_HISTORY];
   int nhistory, history_next;
   unsigned long long n_ok, n_failed;
-  int waiters; /* callers blocked in lh_reload_run */
+  int waiters; /* callers blocked in lh_reload_run (a count for the status; nothing waits on it) */
   int stopped; /* lh_reloader_stop ran: waiters return at once */
-  int joined;  /* the reload thread was joined (main thread only) */
+  lh_candidate_cancel_t cancel; /* stops a validation in progress when the host stops */
+  int joined;                   /* the reload thread was joined (main thread only) */
 };
 
 static _Atomic(lh_reloader_t *) g_reloader;
@@ -130,7 +131,7 @@ int lh_reload_run(lh_reloader_t *r, const char *trigger, lh_buf_t *out) {
   int ok = r->done < mine ? -1 : r->last_ok;
   status_locked(r, out);
   r->waiters--;
-  uv_cond_broadcast(&r->cond); /* lh_reloader_stop waits for the last waiter */
+  uv_cond_broadcast(&r->cond);
   uv_mutex_unlock(&r->mu);
   return ok;
 }
@@ -237,7 +238,7 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
   if (rc == 0) {
     memcpy(generation, set.generation, 17);
     static const char *const what[] = {"", "", "policy tests failed: ", "on_start hook failed: "};
-    lh_candidate_stage_t stage = lh_candidate_validate(cfg, &set, 1, why, sizeof(why));
+    lh_candidate_stage_t stage = lh_candidate_validate(cfg, &set, 1, &r->cancel, why, sizeof(why));
     if (stage != LH_CANDIDATE_OK) {
       snprintf(err, errlen, "%s%s", what[stage], why);
       rc = LH_EINVAL;
@@ -382,8 +383,17 @@ static void on_stop(uv_async_t *a) {
   uv_walk(&r->loop, close_walk, NULL);
 }
 
+/* Set on the reload thread: a script that asks for a reload from there (an on_start hook of a
+ * candidate calling luahost.admin.reload) would wait for itself. */
+static _Thread_local int t_on_reload_thread;
+
+int lh_reload_on_this_thread(void) {
+  return t_on_reload_thread;
+}
+
 static void reload_thread(void *arg) {
   lh_reloader_t *r = arg;
+  t_on_reload_thread = 1;
   uv_run(&r->loop, UV_RUN_DEFAULT);
 }
 
@@ -404,6 +414,7 @@ int lh_reloader_start(lh_reloader_t **out, lh_server_t *srv, const char *config_
   r->last_ok = 1;
   uv_mutex_init(&r->mu);
   uv_cond_init(&r->cond);
+  lh_candidate_cancel_init(&r->cancel);
   uv_loop_init(&r->loop);
   uv_async_init(&r->loop, &r->kick, on_kick);
   uv_async_init(&r->loop, &r->stop, on_stop);
@@ -419,6 +430,7 @@ int lh_reloader_start(lh_reloader_t **out, lh_server_t *srv, const char *config_
     uv_run(&r->loop, UV_RUN_DEFAULT);
     uv_loop_close(&r->loop);
     lh_gen_unref(r->live);
+    lh_candidate_cancel_destroy(&r->cancel);
     uv_cond_destroy(&r->cond);
     uv_mutex_destroy(&r->mu);
     free(r);
@@ -438,6 +450,9 @@ void lh_reloader_stop(lh_reloader_t *r) {
   r->stopped = 1;
   uv_cond_broadcast(&r->cond);
   uv_mutex_unlock(&r->mu);
+  /* A validation in progress (an on_start hook waiting for the database, or for ever) is cut
+   * short: the join below then waits at most for its database jobs (db_timeout_ms). */
+  lh_candidate_cancel(&r->cancel);
   uv_async_send(&r->stop);
   uv_thread_join(&r->thread);
   uv_loop_close(&r->loop);
@@ -454,6 +469,7 @@ void lh_reloader_free(lh_reloader_t *r) {
   lh_reloader_stop(r);
   atomic_store(&g_reloader, NULL);
   lh_gen_unref(r->live);
+  lh_candidate_cancel_destroy(&r->cancel);
   uv_cond_destroy(&r->cond);
   uv_mutex_destroy(&r->mu);
   free(r);

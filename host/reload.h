@@ -65,6 +65,9 @@ void lh_reload_live_id(lh_reloader_t *r, char out[17]);
 /* Counters for /metrics. */
 void lh_reload_counts(lh_reloader_t *r, unsigned long long *ok, unsigned long long *failed);
 
+/* 1 on the reload thread (where candidates are validated): luahost.admin.reload answers
+ * "unavailable" there instead of waiting for the reload it runs in. */
+int lh_reload_on_this_thread(void);
 /* The process's reloader, for the Lua API luahost.admin (NULL when no server runs: `check`). */
 lh_reloader_t *lh_reloader_global(void);
 

@@ -651,6 +651,13 @@ static void on_drained(uv_timer_t *t) {
   uv_close((uv_handle_t *)&m->sighup, NULL);
   uv_close((uv_handle_t *)&m->sigusr1, NULL);
   uv_close((uv_handle_t *)&m->drain, NULL);
+  /* Closing a signal's last handle gives it back its default action, which for these three is to
+   * kill the process: a reload (systemctl reload), a log rotation or a repeated SIGQUIT while the
+   * workers still finish their requests must not. (SIGTERM and SIGINT keep the default: a signal
+   * after the drain means "now".) */
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {

@@ -1197,3 +1197,86 @@ def test_shutdown_during_a_reload_exits_cleanly(hosts, slow):
         assert r.status in (200, 503), f"{r!r}\n{logs[-3000:]}"
     print(f"\nSIGTERM during a reload ({'slow' if slow else 'fast'}): exit 0 in {took:.2f} s; "
           f"answers {[getattr(r, 'status', type(r).__name__) for r in results]}")
+
+
+def test_signals_during_start_up_and_the_drain_do_not_kill_the_host(hosts):
+    """SIGHUP (systemctl reload) and SIGUSR1 (logrotate) while the host drains a request, and SIGHUP
+    right after it was spawned, leave it running: the request finishes and the exit code is 0."""
+    h = hosts(env={"LUAHOST_WATCH": "0", "LUAHOST_SHUTDOWN_GRACE_MS": "8000"})
+    # a request that is still arriving holds the drain open
+    sock = __import__("socket").create_connection(("127.0.0.1", h.port))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+    time.sleep(0.2)
+    h.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.8)
+    h.proc.send_signal(signal.SIGHUP)
+    h.proc.send_signal(signal.SIGUSR1)
+    h.proc.send_signal(signal.SIGQUIT)
+    time.sleep(0.3)
+    assert h.proc.poll() is None, f"killed by a signal during the drain: {h.proc.returncode}"
+    sock.sendall(b"\r\n")
+    answer = sock.recv(4096)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert h.proc.wait(30 * timing_factor()) == 0, h.logs()[-3000:]
+
+    # SIGHUP as soon as the process exists (before its handlers are installed)
+    env = dict(h.env)
+    env["LUAHOST_LISTEN"] = f"127.0.0.1:{free_port()}"
+    env["LUAHOST_ADMIN_LISTEN"] = f"127.0.0.1:{free_port()}"
+    p = subprocess.Popen([BINARY], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    # as soon as main() runs (it ignores SIGHUP first thing; before that, the dynamic loader is
+    # still at work and no program can do anything about a signal), long before it serves
+    def ignores_sighup():
+        with open(f"/proc/{p.pid}/status") as f:
+            mask = next(l for l in f if l.startswith("SigIgn:")).split()[1]
+        return int(mask, 16) & (1 << (signal.SIGHUP - 1))
+    wait_for(ignores_sighup, 10 * timing_factor(), "main() to run", step=0.001)
+    p.send_signal(signal.SIGHUP)
+    time.sleep(1.5 * timing_factor())
+    assert p.poll() is None, f"SIGHUP during start-up killed the host: {p.returncode}"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(30 * timing_factor()) == 0
+
+
+def test_a_stuck_on_start_hook_does_not_hold_up_shutdown(hosts):
+    """A candidate whose on_start waits for ever (here: sleeps in a loop) keeps the reload open;
+    SIGTERM cancels the validation: the host exits 0 promptly, and the reload is not 'live'."""
+    h = hosts(env={"LUAHOST_WATCH": "0"})
+    edit(os.path.join(h.scripts, "app.lua"), "on_start = setup.start,",
+         'on_start = function() local core = require "luahost"\n'
+         '    while true do core.sleep(50) end end,')
+    results = []
+    t = post_reload_async(h, results)
+    time.sleep(1.0)
+    assert not results, "the stuck reload answered before the host stopped"
+    t0 = time.time()
+    h.proc.send_signal(signal.SIGTERM)
+    code = h.proc.wait(30 * timing_factor())
+    took = time.time() - t0
+    t.join(30)
+    assert code == 0, h.logs()[-3000:]
+    assert took < 10 * timing_factor(), took
+    for r in results:
+        if not isinstance(r, Exception):
+            assert r.status == 503, r
+    assert "validation stopped (the host is stopping)" in h.logs(), h.logs()[-3000:]
+
+
+def test_a_candidate_that_asks_for_a_reload_is_refused_not_deadlocked(hosts):
+    """luahost.admin.reload() from a candidate's on_start hook would wait for the reload it runs
+    in: it answers unavailable, the hook fails, the candidate is rejected, and reloads go on."""
+    h = hosts(env={"LUAHOST_WATCH": "0"})
+    before = status(h)["generation"]
+    edit(os.path.join(h.scripts, "app.lua"), "on_start = setup.start,",
+         'on_start = function() local admin = require "luahost.admin"\n'
+         '    local ok, err = admin.reload("hook")\n'
+         '    if ok == nil then return nil, "reload from a hook: " .. tostring(err) end\n'
+         '    return true end,')
+    st = reload(h, expect=422, timeout=30)
+    assert "reload from a hook: unavailable" in st["last_error"], st
+    assert st["generation"] == before
+    edit(os.path.join(h.scripts, "app.lua"), 'local admin = require "luahost.admin"',
+         'local admin = { reload = function() return true end }')
+    assert reload(h)["last_error"] is None
