@@ -227,6 +227,25 @@ static void lh_quote(const char *s, size_t len, char *out, size_t outlen) {
     snprintf(out, outlen, "'%.*s'", (int)len, s);
 }
 
+/* Options whose values are secrets (or carry credentials: a MongoDB URI may hold a password):
+ * messages never show them, as a reload's error goes to the log and the reload status. */
+static int lh_opt_secret(const lh_opt_t *o) {
+  static const char *const secret[] = {"jwt_secret", "jwt_previous_secret", "admin_token",
+                                       "mongodb_uri"};
+  for (size_t i = 0; i < LH_ARRAY_SIZE(secret); i++)
+    if (strcmp(o->name, secret[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* An option's value for a message: quoted, or only its length for a secret. */
+static void lh_quote_opt(const lh_opt_t *o, const char *s, size_t len, char *out, size_t outlen) {
+  if (lh_opt_secret(o))
+    snprintf(out, outlen, "a value of %zu bytes (not shown: a secret)", len);
+  else
+    lh_quote(s, len, out, outlen);
+}
+
 /* ---- validators -------------------------------------------------------------------------- */
 
 static int lh_parse_port(const char *s, char *why, size_t whylen) {
@@ -338,7 +357,7 @@ static int lh_opt_check(const lh_opt_t *o, const char *value, const char *where,
 static int lh_set_str(lh_config_t *cfg, const lh_opt_t *o, const char *s, size_t len,
                       const char *where, char *err, size_t errlen) {
   char got[96];
-  lh_quote(s, len, got, sizeof got);
+  lh_quote_opt(o, s, len, got, sizeof got);
   if (memchr(s, '\0', len))
     return lh_bad_value(o, where, "a string containing a NUL byte", err, errlen);
   if (o->type == LH_OPT_ENUM) {
@@ -573,8 +592,12 @@ static int lh_config_file(lh_config_t *cfg, const char *path, char *err, size_t 
 
   int rc = 0;
   if (luaL_loadfile(L, path) != 0) {
-    /* The message already names the file and line, e.g. "path:3: '}' expected near 'x'". */
-    lh_errf(err, errlen, "%s", lua_tostring(L, -1));
+    /* The message already names the file and line, e.g. "path:3: '}' expected near 'x'"; the
+     * token after "near" is cut: in an unfinished string it is the rest of a secret's line. */
+    const char *msg = lua_tostring(L, -1);
+    const char *near = msg ? strstr(msg, " near ") : NULL;
+    lh_errf(err, errlen, "%.*s", near ? (int)(near - msg) : (int)strlen(msg ? msg : ""),
+            msg ? msg : "cannot load");
     rc = LH_EINVAL;
     goto done;
   }
@@ -644,7 +667,7 @@ static int lh_env_list(lh_config_t *cfg, const lh_opt_t *o, const char *s, const
 static int lh_env_value(lh_config_t *cfg, const lh_opt_t *o, const char *s, const char *where,
                         char *err, size_t errlen) {
   char got[96];
-  lh_quote(s, strlen(s), got, sizeof got);
+  lh_quote_opt(o, s, strlen(s), got, sizeof got);
   switch (o->type) {
   case LH_OPT_INT: {
     char *end = NULL;

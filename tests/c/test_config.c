@@ -723,6 +723,28 @@ static void test_env_file(void) {
   unsetenv("LUAHOST_CONFIG");
 }
 
+/* A bad secret's value never reaches a message (reload errors go to the log and the status). */
+static void test_secrets_stay_out_of_messages(void) {
+  lh_config_t c;
+  char err[1024] = "";
+  static char token[700];
+  memset(token, 'K', sizeof token - 1);
+  memcpy(token, "TOPSECRET", 9);
+  setenv("LUAHOST_ADMIN_TOKEN", token, 1);
+  LH_CHECK_INT(load_text(&c, "return {}", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "LUAHOST_ADMIN_TOKEN"));
+  LH_CHECK(contains(err, "not shown: a secret"));
+  LH_CHECK(strstr(err, "TOPSECRET") == NULL);
+  unsetenv("LUAHOST_ADMIN_TOKEN");
+  LH_CHECK_INT(
+      load_text(&c, "return {\n  jwt_secret = \"TOPSECRET-and-the-rest\n}\n", err, sizeof err),
+      LH_EINVAL);
+  LH_CHECK(contains(err, "t.conf:2:"));
+  LH_CHECK(strstr(err, "TOPSECRET") == NULL);
+  LH_CHECK_INT(load_text(&c, "return { log_level = 'nope' }", err, sizeof err), LH_EINVAL);
+  LH_CHECK(contains(err, "'nope'")); /* other values are still shown */
+}
+
 int main(void) {
   clear_env();
   if (!getcwd(g_cwd, sizeof g_cwd))
@@ -745,6 +767,7 @@ int main(void) {
   LH_RUN(test_shipped_file_marks_reloadable);
   LH_RUN(test_keep_fixed);
   LH_RUN(test_env_file);
+  LH_RUN(test_secrets_stay_out_of_messages);
   char path[512];
   static const char *const files[] = {"t.conf", "other.conf", "third.conf"};
   for (size_t i = 0; i < LH_ARRAY_SIZE(files); i++) {
