@@ -36,6 +36,7 @@ static void answer_kind(lh_exchange_t *ex, const char *kind) {
 
 typedef struct {
   lh_job_t job;
+  lh_worker_t *w;
   lh_exchange_t *ex;
   int ok;
   lh_buf_t status;
@@ -57,9 +58,12 @@ static void reload_done(lh_job_t *job) {
   } else {
     answer(ex, 422, 0, "Reload rejected: the live generation keeps serving", &j->status);
   }
+  lh_worker_t *w = j->w;
   lh_buf_free(&j->status);
   free(j);
   ex->done(ex);
+  w->admin_jobs--;
+  lh_worker_check_stopped(w); /* a stopping worker waited for this job */
 }
 
 void lh_admin_reload(lh_worker_t *w, lh_exchange_t *ex, int method) {
@@ -82,11 +86,14 @@ void lh_admin_reload(lh_worker_t *w, lh_exchange_t *ex, int method) {
   lh_pool_t *pool = lh_pools_find("admin");
   int rc = j && pool ? 0 : LH_ENOMEM;
   if (rc == 0) {
+    j->w = w;
     j->ex = ex;
     lh_buf_init(&j->status);
     j->job.work = reload_work;
     j->job.done = reload_done;
     rc = lh_pool_submit(pool, &j->job, w->cq);
+    if (rc == 0)
+      w->admin_jobs++; /* the worker does not finish (and close its queue) before the job is done */
   }
   if (rc != 0) {
     free(j);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 
 #include <sodium.h>
 
@@ -174,6 +175,8 @@ static void on_handle_closed(uv_handle_t *h) {
   lh_buf_free(&c->ex.headers);
   lh_buf_free(&c->ex.body);
   atomic_fetch_sub(&c->w->srv->connections, 1);
+  if (c->flags & LH_CONN_F_ADMIN)
+    c->w->admin_conns--;
   free(c);
 }
 
@@ -689,12 +692,50 @@ static int serve_preflight(lh_conn_t *c, unsigned allowed) {
 }
 
 /* "Authorization: Bearer <token>" with the admin token, compared in constant time. */
+/* "Authorization: Bearer <token>" with the admin token. Both sides are hashed first, so the
+ * comparison takes the same time whatever the lengths. */
 static int admin_authorized(const char *token, const lh_request_t *req) {
   const lh_header_t *h = lh_request_header(req, "authorization");
-  size_t n = strlen(token);
-  if (!h || h->value_len != 7 + n || strncasecmp(h->value, "Bearer ", 7) != 0)
+  if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7) != 0)
     return 0;
-  return sodium_memcmp(h->value + 7, token, n) == 0;
+  unsigned char a[32], b[32];
+  crypto_generichash(a, sizeof a, (const unsigned char *)h->value + 7, h->value_len - 7, NULL, 0);
+  crypto_generichash(b, sizeof b, (const unsigned char *)token, strlen(token), NULL, 0);
+  return sodium_memcmp(a, b, sizeof a) == 0;
+}
+
+/* The admin listener trusts its callers by address, so a web page must not be able to use it
+ * through a browser on an operator's machine: a request a browser sends for another site (it
+ * carries Origin, or Sec-Fetch-Site other than "none") is refused, and so is one addressed to a
+ * host name other than localhost or the listener's own (DNS rebinding: a page's name resolved to
+ * 127.0.0.1). Command-line clients and scrapers send neither. */
+static const char *admin_cross_site(const lh_conn_t *c, const lh_request_t *req) {
+  const lh_header_t *h = lh_request_header(req, "origin");
+  if (h)
+    return "a request from a web page (Origin)";
+  h = lh_request_header(req, "sec-fetch-site");
+  if (h && !(h->value_len == 4 && memcmp(h->value, "none", 4) == 0))
+    return "a request from a web page (Sec-Fetch-Site)";
+  h = lh_request_header(req, "host");
+  if (!h)
+    return NULL;
+  const char *v = h->value;
+  size_t n = h->value_len;
+  if (n > 0 && v[0] == '[')
+    return NULL; /* an IPv6 literal */
+  const char *colon = memchr(v, ':', n);
+  if (colon)
+    n = (size_t)(colon - v);
+  char name[256];
+  if (n == 0 || n >= sizeof name)
+    return "a Host that names no address";
+  memcpy(name, v, n);
+  name[n] = '\0';
+  unsigned char addr[16];
+  if (inet_pton(AF_INET, name, addr) == 1 || strcasecmp(name, "localhost") == 0 ||
+      strcasecmp(name, c->w->srv->admin_host) == 0)
+    return NULL;
+  return "a Host other than an address, localhost or the admin listener's own";
 }
 
 static void begin_exchange(lh_conn_t *c);
@@ -704,6 +745,15 @@ static void begin_exchange(lh_conn_t *c);
 static void serve_admin(lh_conn_t *c, int method) {
   lh_worker_t *w = c->w;
   const lh_request_t *req = &c->http.req;
+  const char *foreign = admin_cross_site(c, req);
+  if (foreign) {
+    lh_warn("admin listener: refused %s %.*s from %s: %s", req->method ? req->method : "?",
+            (int)(req->path_len > 200 ? 200 : req->path_len), req->path ? req->path : "", c->client,
+            foreign);
+    send_error(c, 403, "The admin listener refuses requests from web pages and foreign hosts",
+               "forbidden", NULL);
+    return;
+  }
   if (w->cfg->admin_token[0] && !admin_authorized(w->cfg->admin_token, req)) {
     send_error(c, 401, "The admin token is missing or wrong", "unauthorized",
                "WWW-Authenticate: Bearer\r\n");
@@ -744,7 +794,10 @@ static void handle_request(lh_conn_t *c) {
   assign_request_id(c);
   const lh_config_t *cfg = w->cfg;
   lh_client_address(cfg, c->client, req, c->client_eff, sizeof(c->client_eff));
-  lh_client_cors_origin(cfg, req, c->cors_origin, sizeof(c->cors_origin));
+  if (c->flags & LH_CONN_F_ADMIN)
+    c->cors_origin[0] = '\0'; /* never CORS on the admin listener */
+  else
+    lh_client_cors_origin(cfg, req, c->cors_origin, sizeof(c->cors_origin));
   int method = req->method_id;
   c->route[0] = '\0';
   if (c->flags & LH_CONN_F_ADMIN) {
@@ -966,8 +1019,11 @@ static lh_conn_t *conn_new(lh_worker_t *w) {
 static void conn_start(lh_conn_t *c) {
   lh_worker_t *w = c->w;
   int max = w->srv->cfg->max_connections;
-  /* The admin listener is not capped: operators must get in when clients have filled the host. */
-  if (!(c->flags & LH_CONN_F_ADMIN) && max > 0 && atomic_load(&w->srv->connections) > max) {
+  /* The admin listener has a cap of its own, not max_connections: operators must get in when
+   * clients have filled the host, and its callers must not take the clients' descriptors. */
+  int admin = (c->flags & LH_CONN_F_ADMIN) != 0;
+  if (admin ? w->admin_conns > LH_CONN_ADMIN_MAX
+            : max > 0 && atomic_load(&w->srv->connections) > max) {
     c->flags |= LH_CONN_F_LAST | LH_CONN_F_REFUSED;
     assign_request_id(c);
     send_error_kind(c, "too_many_connections");
@@ -983,8 +1039,10 @@ void lh_conn_on_connection(uv_stream_t *listener, int status) {
   lh_conn_t *c = conn_new(w);
   if (!c)
     return;
-  if (listener == (uv_stream_t *)&w->admin)
+  if (listener == (uv_stream_t *)&w->admin) {
     c->flags |= LH_CONN_F_ADMIN;
+    w->admin_conns++;
+  }
   uv_tcp_init(&w->loop, &c->io.tcp); /* cannot fail for AF_UNSPEC on a live loop */
   c->io.handle.data = c;
   if (uv_accept(listener, &c->io.stream) != 0) {

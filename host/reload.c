@@ -229,8 +229,15 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
     lh_names_t names = {restart, restartlen};
     restart[0] = '\0';
     lh_config_keep_fixed(cfg, live, on_fixed, &names);
-    if ((rc = lh_config_check_secrets(cfg, why, sizeof(why))) != 0 ||
-        (rc = lh_modules_reload(cfg, 0, why, sizeof(why))) != 0)
+    if (live->admin_token[0] && !cfg->admin_token[0]) {
+      /* An empty or missing token file must not silently open the admin listener. */
+      snprintf(err, errlen,
+               "configuration: admin_token: a reload cannot remove the admin token "
+               "(set it again; to run without one, restart without it)");
+      rc = LH_EINVAL;
+    }
+    if (rc == 0 && ((rc = lh_config_check_secrets(cfg, why, sizeof(why))) != 0 ||
+                    (rc = lh_modules_reload(cfg, 0, why, sizeof(why))) != 0))
       snprintf(err, errlen, "configuration: %s", why);
   }
   if (rc == 0 && (rc = lh_script_set_read(&set, cfg->scripts, why, sizeof(why))) != 0)

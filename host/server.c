@@ -373,7 +373,7 @@ static void worker_finish(lh_worker_t *w) {
  * flight (it will post to this loop's completion queue). Checked on every event that removes one
  * of them (a connection unlinked, the VM going idle, a probe done) rather than polled. */
 void lh_worker_check_stopped(lh_worker_t *w) {
-  if (!w->stopping || w->finished || w->conns || w->retired || lh_vm_busy(w->vm) ||
+  if (!w->stopping || w->finished || w->conns || w->retired || w->admin_jobs || lh_vm_busy(w->vm) ||
       lh_ready_prober_busy(&w->ready))
     return;
   w->finished = 1;
@@ -564,6 +564,11 @@ int lh_server_start(lh_server_t *srv, const lh_config_t *cfg, const char *config
   if (srv->admin_port)
     lh_info("admin listener on %s:%d (health, metrics, reload)%s", srv->admin_host, srv->admin_port,
             cfg->admin_token[0] ? ", bearer token required" : "");
+  if (srv->admin_port && !cfg->admin_token[0] && strcmp(srv->admin_host, "127.0.0.1") != 0 &&
+      strcmp(srv->admin_host, "::1") != 0 && strcmp(srv->admin_host, "localhost") != 0)
+    lh_warn("the admin listener on %s:%d is not on loopback and has no admin_token: anyone who "
+            "reaches that address can reload this host and read its status; set admin_token",
+            srv->admin_host, srv->admin_port);
   return 0;
 }
 

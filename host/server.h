@@ -29,6 +29,8 @@ struct lh_worker_s {
   int listener_open; /* the listener handle was initialised and must be closed */
   uv_tcp_t admin;    /* worker 0: the admin listener (admin_listen) */
   int admin_open;
+  int admin_conns; /* connections the admin listener accepted, open now (conn.c) */
+  int admin_jobs;  /* reloads asked on the admin listener, not done yet (admin.c) */
   uv_async_t mail; /* work posted by other threads (lh_worker_post) */
   uv_mutex_t mail_mu;
   lh_mail_t *mail_head, *mail_tail;

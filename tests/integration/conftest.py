@@ -131,9 +131,12 @@ class Host:
         data = head.encode() + b"\r\n" + (body or b"")
         return parse_one(raw(port or self.port, data, timeout=timeout), method == "HEAD")
 
-    def admin(self, method, path, **kw):
-        """One request to the admin listener (health, metrics, reload)."""
-        return self.request(method, path, port=self.admin_port, **kw)
+    def admin(self, method, path, headers=None, **kw):
+        """One request to the admin listener (health, metrics, reload), addressed to it by IP as
+        operators' tools are (it refuses other host names: DNS rebinding)."""
+        hdrs = {"Host": f"127.0.0.1:{self.admin_port}"}
+        hdrs.update(headers or {})
+        return self.request(method, path, port=self.admin_port, headers=hdrs, **kw)
 
     def metrics(self):
         """The Prometheus text of /metrics (on the admin listener)."""

@@ -1280,3 +1280,70 @@ def test_a_candidate_that_asks_for_a_reload_is_refused_not_deadlocked(hosts):
     edit(os.path.join(h.scripts, "app.lua"), 'local admin = require "luahost.admin"',
          'local admin = { reload = function() return true end }')
     assert reload(h)["last_error"] is None
+
+
+def test_the_admin_listener_refuses_web_pages_and_foreign_host_names(hosts):
+    """A page in an operator's browser cannot drive the admin listener: a request with Origin or a
+    cross-site Sec-Fetch-Site, or addressed to a foreign host name (DNS rebinding), gets 403 and
+    changes nothing; no CORS headers there, even for an allowed origin."""
+    h = hosts(env={"LUAHOST_WATCH": "0", "LUAHOST_CORS_ORIGINS": "https://app.example"})
+    before = status(h)["reloads"]
+    for extra in ({"Origin": "https://evil.example", "Content-Type": "text/plain"},
+                  {"Origin": "https://app.example"},
+                  {"Sec-Fetch-Site": "cross-site"},
+                  {"Host": "attacker.example"},
+                  {"Host": "attacker.example:%d" % h.admin_port}):
+        r = h.admin("POST", "/admin/reload", headers={**AUTH, **extra})  # even with the token
+        assert r.status == 403, (extra, r)
+        assert "access-control-allow-origin" not in r.headers, r.headers
+        assert r.json()["response_data"]["code"] == "forbidden"
+    assert status(h)["reloads"] == before
+    # what operators' tools send is fine: an address, localhost, no Origin
+    for host in (f"127.0.0.1:{h.admin_port}", f"localhost:{h.admin_port}", "[::1]"):
+        assert h.admin("GET", "/healthz", headers={"Host": host, **AUTH}).status == 200, host
+    assert h.admin("GET", "/healthz", headers={"Sec-Fetch-Site": "none", **AUTH}).status == 200
+    assert "refused POST /admin/reload" in h.logs()
+
+
+def test_a_reload_cannot_remove_the_admin_token(hosts, tmp_path):
+    token_file = tmp_path / "admin_token"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    h = hosts(env={"LUAHOST_WATCH": "0", "LUAHOST_ADMIN_TOKEN_FILE": str(token_file)},
+              drop=("LUAHOST_ADMIN_TOKEN",))
+    assert h.admin("GET", "/admin/reload").status == 401
+    token_file.write_text("")
+    st = reload(h, expect=422)
+    assert "a reload cannot remove the admin token" in st["last_error"], st
+    assert h.admin("GET", "/admin/reload").status == 401  # still required
+    token_file.write_text(ADMIN_TOKEN + "-2\n")
+    r = h.admin("POST", "/admin/reload", headers=AUTH)
+    assert r.status == 200, r
+    assert h.admin("GET", "/admin/reload", headers=AUTH).status == 401
+    assert h.admin("GET", "/admin/reload",
+                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}-2"}).status == 200
+
+
+def test_the_admin_listener_has_a_connection_cap_of_its_own(hosts):
+    import socket as socketlib
+    h = hosts(env={"LUAHOST_WATCH": "0"})
+    held = []
+    try:
+        for _ in range(40):
+            held.append(socketlib.create_connection(("127.0.0.1", h.admin_port)))
+        time.sleep(0.5)
+        refused = 0
+        for s in held:
+            s.settimeout(0.2)
+            try:
+                if s.recv(100).startswith(b"HTTP/1.1 503"):
+                    refused += 1
+            except OSError:
+                pass
+        assert refused >= 40 - 32, refused
+        # the public listener is untouched
+        assert h.get("/healthz").status == 200
+    finally:
+        for s in held:
+            s.close()
+    wait_for(lambda: h.admin("GET", "/healthz", headers=AUTH).status == 200, 10,
+             "the admin listener to recover")
