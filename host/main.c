@@ -43,8 +43,9 @@ static const char lh_usage_text[] =
     "commands:\n"
     "  check                validate the configuration and scripts and run the policy tests\n"
     "                       without serving; exit 0 or 1 (aliases: -t, --check)\n"
-    "  reload               ask the running host to reload its scripts and configuration\n"
-    "                       (prints JSON; exit 0 when live)\n"
+    "  reload               ask the running host to reload its scripts and configuration,\n"
+    "                       over its admin listener (admin_listen, admin_token of this\n"
+    "                       configuration); prints JSON; exit 0 when live\n"
     "  migrate [ARGS...]    run the scripts' \"migrate\" command (prints JSON)\n"
     "  command NAME [ARGS...]\n"
     "                       run any command the scripts declare\n"
@@ -186,6 +187,8 @@ int main(int argc, char **argv) {
       cmd_argv = argv + i + 2;
       break;
     } else {
+      fprintf(stderr, "luahost: unknown %s '%s'\n", argv[i][0] == '-' ? "option" : "command",
+              argv[i]);
       return usage();
     }
   }

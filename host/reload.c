@@ -366,8 +366,18 @@ static void on_tree_quiet(void *ud) {
   }
   char live[17];
   lh_reload_live_id(r, live);
-  int same = strcmp(set.generation, live) == 0 || strcmp(set.generation, r->rejected) == 0;
+  int back = strcmp(set.generation, live) == 0;
+  int same = back || strcmp(set.generation, r->rejected) == 0;
   lh_script_set_free(&set);
+  if (back && r->rejected[0]) {
+    /* The broken edit was undone: what is on disk is what serves, so the status no longer shows
+     * the rejected candidate's error (its history entry stays). */
+    r->rejected[0] = '\0';
+    uv_mutex_lock(&r->mu);
+    r->last_error[0] = '\0';
+    uv_mutex_unlock(&r->mu);
+    lh_info("script watcher: the scripts on disk are the live generation %s again", live);
+  }
   if (same)
     return;
   uv_mutex_lock(&r->mu);

@@ -148,6 +148,9 @@ static const char *classify_server_code(uint32_t code) {
   case 64:    /* WriteConcernFailed: the replica set could not confirm the write */
   case 100:   /* UnsatisfiableWriteConcern */
   case 10058: /* legacy NotMaster */ return "unavailable";
+  case 115: /* CommandNotSupported */
+  case 238: /* NotImplemented: a server without the feature (FerretDB's TTL indexes) */
+    return "unsupported";
   default: return "error";
   }
 }

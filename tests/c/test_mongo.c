@@ -51,6 +51,11 @@ static void test_classify(void) {
   LH_CHECK_STR(lh_mongo_classify(&e), "bad_value");
   set_err(&e, MONGOC_ERROR_SERVER, 14, "TypeMismatch");
   LH_CHECK_STR(lh_mongo_classify(&e), "bad_value");
+  set_err(&e, MONGOC_ERROR_SERVER, 238,
+          "Index option \"expireAfterSeconds\" is not implemented yet");
+  LH_CHECK_STR(lh_mongo_classify(&e), "unsupported");
+  set_err(&e, MONGOC_ERROR_SERVER, 115, "CommandNotSupported");
+  LH_CHECK_STR(lh_mongo_classify(&e), "unsupported");
   set_err(&e, MONGOC_ERROR_SERVER, 8000, "AtlasError");
   LH_CHECK_STR(lh_mongo_classify(&e), "error");
   /* driver domains never go through the server-code table */

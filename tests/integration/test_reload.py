@@ -1347,3 +1347,18 @@ def test_the_admin_listener_has_a_connection_cap_of_its_own(hosts):
             s.close()
     wait_for(lambda: h.admin("GET", "/healthz", headers=AUTH).status == 200, 10,
              "the admin listener to recover")
+
+
+def test_undoing_a_broken_edit_clears_the_error(hosts):
+    """Break a file, then put back exactly what serves: the watcher finds the live generation on
+    disk again and the status stops showing the error (nothing to reload)."""
+    h = hosts()
+    path = os.path.join(h.scripts, "routes", "auth.lua")
+    good = read(path)
+    live = status(h)["generation"]
+    write(path, good + "\nthis is not lua\n")
+    wait_for(lambda: status(h)["last_error"] is not None, 10 * timing_factor(), "the rejection")
+    write(path, good)
+    wait_for(lambda: status(h)["last_error"] is None, 10 * timing_factor(), "the error to clear")
+    st = status(h)
+    assert st["generation"] == live and st["history"][0]["result"] == "failed", st
