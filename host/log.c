@@ -120,7 +120,7 @@ static int lh_sink_set(int sink, const char *path, char *err, size_t errlen) {
     atomic_store_explicit(&s->fd, fd, memory_order_release);
   } else {
     /* Already a file: the new one takes over the descriptor writers hold. */
-    int rc = dup2(fd, old);
+    int rc = dup3(fd, old, O_CLOEXEC); /* dup2 would clear close-on-exec */
     close(fd);
     if (rc < 0) {
       snprintf(err, errlen, "cannot switch to log file %s: %s", path, strerror(errno));
@@ -150,7 +150,7 @@ int lh_log_reopen(char *err, size_t errlen) {
     char why[1200];
     int nfd = lh_log_open_path(lh_sinks[i].path, why, sizeof(why));
     int ok = nfd >= 0;
-    if (ok && dup2(nfd, fd) < 0) {
+    if (ok && dup3(nfd, fd, O_CLOEXEC) < 0) {
       snprintf(why, sizeof(why), "cannot reopen log file %s: %s", lh_sinks[i].path,
                strerror(errno));
       ok = 0;
@@ -244,10 +244,9 @@ static void lh_log_object(int fd, const char *json, size_t len) {
     if (w < 0 || (size_t)w == total)
       return;
     /* A short write (only on a full pipe or a huge line) is finished with plain writes. */
-    if ((size_t)w < len) {
+    if ((size_t)w < len)
       lh_log_write(fd, json + w, len - (size_t)w);
-      lh_log_write(fd, "\n", 1);
-    }
+    lh_log_write(fd, "\n", 1); /* the JSON was out (w >= len): only the newline is missing */
     return;
   }
 }

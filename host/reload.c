@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "candidate.h"
 #include "lh.h"
@@ -47,7 +48,7 @@ void lh_gen_ref(lh_gen_t *g) {
 void lh_gen_unref(lh_gen_t *g) {
   if (g && atomic_fetch_sub(&g->refs, 1) == 1) {
     /* secrets were copied into the configuration: wipe them with it */
-    memset(&g->cfg, 0, sizeof(g->cfg));
+    sodium_memzero(&g->cfg, sizeof(g->cfg));
     free(g);
   }
 }
@@ -286,7 +287,7 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
   free(vms);
   lh_script_set_free(&set);
   if (cfg)
-    memset(cfg, 0, sizeof(*cfg));
+    sodium_memzero(cfg, sizeof(*cfg));
   free(cfg);
   return rc;
 }

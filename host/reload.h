@@ -33,8 +33,8 @@ const lh_config_t *lh_gen_config(const lh_gen_t *g);
 void lh_gen_ref(lh_gen_t *g);
 void lh_gen_unref(lh_gen_t *g);
 
-/* Starts the reload thread and the file watcher (a thread of its own with a loop, watching every
- * directory under the scripts directory). config_path: what lh_config_load was given at start
+/* Starts the reload thread, with the file watcher on its loop (every directory under the scripts
+ * directory). config_path: what lh_config_load was given at start
  * (NULL: the default search). `live` is the generation the workers started with and its id. */
 int lh_reloader_start(lh_reloader_t **out, struct lh_server_s *srv, const char *config_path,
                       lh_gen_t *live, const char *live_id, char *err, size_t errlen);
@@ -51,9 +51,11 @@ void lh_reloader_free(lh_reloader_t *r);
 /* Asks for a reload and returns at once; trigger names it in the history ("signal", "watch"). */
 void lh_reload_request(lh_reloader_t *r, const char *trigger);
 /* Asks for a reload and waits for its outcome; writes the status (as lh_reload_status) into out.
- * Returns 1 when the reload made its candidate live (or found nothing to change), 0 when it was
- * rejected, -1 when the host began stopping before that reload ran (none will: answer "shutting
- * down", not "rejected"). Never call from a loop thread: it blocks for as long as the reload takes.
+ * Every reload builds and commits a whole generation, even of an unchanged tree (the secrets its
+ * configuration names by file may have changed). Returns 1 when the candidate went live, 0 when
+ * it was rejected, -1 when the host began stopping before that reload ran (none will: answer
+ * "shutting down", not "rejected"). Never call from a loop thread: it blocks for as long as the
+ * reload takes.
  */
 int lh_reload_run(lh_reloader_t *r, const char *trigger, lh_buf_t *out);
 /* The status as JSON: {"generation", "live_since", "reloads": {"ok", "failed"}, "last_error",

@@ -136,23 +136,33 @@ static int keys_make(const lh_config_t *cfg, lh_jwt_keys_t **out, char *err, siz
   return 0;
 }
 
-int lh_jwt_reload(const lh_config_t *cfg, int apply, char *err, size_t errlen) {
-  lh_jwt_keys_t *cur = atomic_load(&g_keys);
-  unsigned char digest[32];
-  keys_digest(cfg, digest);
-  if (cur && memcmp(cur->digest, digest, sizeof digest) == 0)
-    return 0; /* nothing changed (a development secret stays as it was generated) */
-  lh_jwt_keys_t *k;
-  int rc = keys_make(cfg, &k, err, errlen);
-  if (rc < 0 || !apply) {
-    if (k) {
-      sodium_memzero(k, sizeof(*k));
-      free(k);
-    }
-    return rc;
+/* The keys a reload's check made, published by its apply: apply only swaps a pointer, so it cannot
+ * fail (register.h). Only the reload thread calls lh_jwt_reload. */
+static lh_jwt_keys_t *g_pending;
+
+static void keys_free(lh_jwt_keys_t *k) {
+  if (k) {
+    sodium_memzero(k, sizeof(*k));
+    free(k);
   }
-  k->older = cur;
-  atomic_store_explicit(&g_keys, k, memory_order_release);
+}
+
+int lh_jwt_reload(const lh_config_t *cfg, int apply, char *err, size_t errlen) {
+  if (!apply) {
+    keys_free(g_pending); /* an earlier candidate's, rejected after its check */
+    g_pending = NULL;
+    lh_jwt_keys_t *cur = atomic_load(&g_keys);
+    unsigned char digest[32];
+    keys_digest(cfg, digest);
+    if (cur && memcmp(cur->digest, digest, sizeof digest) == 0)
+      return 0; /* nothing changed (a development secret stays as it was generated) */
+    return keys_make(cfg, &g_pending, err, errlen);
+  }
+  if (!g_pending)
+    return 0;
+  g_pending->older = atomic_load(&g_keys);
+  atomic_store_explicit(&g_keys, g_pending, memory_order_release);
+  g_pending = NULL;
   lh_info("JWT keys replaced on reload");
   return 0;
 }
@@ -182,6 +192,8 @@ fail:
 }
 
 void lh_jwt_cleanup(void) {
+  keys_free(g_pending);
+  g_pending = NULL;
   lh_jwt_keys_t *k = atomic_exchange(&g_keys, NULL);
   while (k) {
     lh_jwt_keys_t *older = k->older;
