@@ -87,8 +87,12 @@ lh_candidate_stage_t lh_candidate_validate(const lh_config_t *cfg, const lh_scri
     return stage;
   }
   lh_stopper_t stopper = {.vm = NULL, .why = NULL, .timed_out = ""};
-  uv_async_init(&loop, &stopper.async, on_cancel);
-  uv_timer_init(&loop, &stopper.deadline);
+  if (uv_async_init(&loop, &stopper.async, on_cancel) != 0) { /* an eventfd: EMFILE is possible */
+    snprintf(out, outlen, "cannot create the validation's wake-up: too many open files?");
+    uv_loop_close(&loop);
+    return stage;
+  }
+  uv_timer_init(&loop, &stopper.deadline); /* cannot fail on a live loop */
   stopper.async.data = stopper.deadline.data = &stopper;
   uv_timer_start(&stopper.deadline, on_deadline, LH_CANDIDATE_DEADLINE_MS, 0);
   if (cancel) {
@@ -101,6 +105,7 @@ lh_candidate_stage_t lh_candidate_validate(const lh_config_t *cfg, const lh_scri
   }
   if (stopper.why) {
     snprintf(out, outlen, "%s", stopper.why);
+    stage = LH_CANDIDATE_STOPPED;
   } else if (lh_cq_create(&cq, &loop) != 0) {
     snprintf(out, outlen, "cannot create a completion queue");
   } else if (lh_vm_create_from(&vm, cfg, set, &loop, cq, out, outlen) != 0) {
@@ -132,9 +137,8 @@ lh_candidate_stage_t lh_candidate_validate(const lh_config_t *cfg, const lh_scri
         snprintf(out, outlen, "%s", summary);
       }
     }
-    if (stopper.why && stage == LH_CANDIDATE_OK)
-      stage = LH_CANDIDATE_HOOKS; /* stopped: whatever passed, this candidate does not go live */
     if (stopper.why) {
+      stage = LH_CANDIDATE_STOPPED; /* whatever passed, this candidate does not go live */
       char detail[512];
       snprintf(detail, sizeof(detail), "%s", out);
       snprintf(out, outlen, "validation stopped (%s)%s%s", stopper.why, detail[0] ? ": " : "",

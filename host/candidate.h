@@ -16,7 +16,8 @@ typedef enum {
   LH_CANDIDATE_OK = 0,
   LH_CANDIDATE_SCRIPTS, /* a script or the loader refused it: "file:line: message" */
   LH_CANDIDATE_TESTS,   /* policy tests failed: one line per failure and a count */
-  LH_CANDIDATE_HOOKS    /* an on_start hook failed: its message */
+  LH_CANDIDATE_HOOKS,   /* an on_start hook failed: its message */
+  LH_CANDIDATE_STOPPED  /* cancelled (the host stopping) or past its deadline */
 } lh_candidate_stage_t;
 
 /* Lets another thread stop a running validation (the host stopping): its waits are cancelled

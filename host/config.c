@@ -508,8 +508,11 @@ static int lh_file_app(lua_State *L, lh_config_t *cfg, const lh_opt_t *o, const 
 static int lh_file_value(lua_State *L, lh_config_t *cfg, const lh_opt_t *o, const char *where,
                          char *err, size_t errlen) {
   char got[128];
-  lh_lua_got(L, -1, got, sizeof got);
   int t = lua_type(L, -1);
+  if (lh_opt_secret(o))
+    snprintf(got, sizeof got, "a %s (not shown: a secret)", lua_typename(L, t));
+  else
+    lh_lua_got(L, -1, got, sizeof got);
   switch (o->type) {
   case LH_OPT_INT: {
     if (t != LUA_TNUMBER)

@@ -706,9 +706,10 @@ static int admin_authorized(const char *token, const lh_request_t *req) {
 
 /* The admin listener trusts its callers by address, so a web page must not be able to use it
  * through a browser on an operator's machine: a request a browser sends for another site (it
- * carries Origin, or Sec-Fetch-Site other than "none") is refused, and so is one addressed to a
- * host name other than localhost or the listener's own (DNS rebinding: a page's name resolved to
- * 127.0.0.1). Command-line clients and scrapers send neither. */
+ * carries Origin, or Sec-Fetch-Site other than "none") is refused (command-line clients and
+ * scrapers send neither), and without an admin token so is one addressed to a host name other
+ * than an address, localhost or the listener's own (DNS rebinding: a page's name resolved to
+ * 127.0.0.1). With a token, any name may address it (a scraper's DNS name, a probe's host). */
 static const char *admin_cross_site(const lh_conn_t *c, const lh_request_t *req) {
   const lh_header_t *h = lh_request_header(req, "origin");
   if (h)
@@ -717,8 +718,8 @@ static const char *admin_cross_site(const lh_conn_t *c, const lh_request_t *req)
   if (h && !(h->value_len == 4 && memcmp(h->value, "none", 4) == 0))
     return "a request from a web page (Sec-Fetch-Site)";
   h = lh_request_header(req, "host");
-  if (!h)
-    return NULL;
+  if (!h || c->w->cfg->admin_token[0])
+    return NULL; /* with a token a rebinding page cannot get in: any name may address the host */
   const char *v = h->value;
   size_t n = h->value_len;
   if (n > 0 && v[0] == '[')
@@ -1022,7 +1023,8 @@ static void conn_start(lh_conn_t *c) {
   /* The admin listener has a cap of its own, not max_connections: operators must get in when
    * clients have filled the host, and its callers must not take the clients' descriptors. */
   int admin = (c->flags & LH_CONN_F_ADMIN) != 0;
-  if (admin ? w->admin_conns > LH_CONN_ADMIN_MAX
+  int loopback = strcmp(c->client, "127.0.0.1") == 0 || strcmp(c->client, "::1") == 0;
+  if (admin ? w->admin_conns > LH_CONN_ADMIN_MAX && !loopback
             : max > 0 && atomic_load(&w->srv->connections) > max) {
     c->flags |= LH_CONN_F_LAST | LH_CONN_F_REFUSED;
     assign_request_id(c);

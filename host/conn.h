@@ -7,7 +7,8 @@
 /* At most this many connections per worker linger (half-closed, draining the client's unread
  * input after an error answer) at once; past it an error answer closes at once. */
 #define LH_CONN_LINGER_MAX 64
-/* At most this many connections to the admin listener at once; past it one is refused (503). */
+/* At most this many connections to the admin listener at once; past it one is refused (503),
+ * unless it comes from loopback (an operator on the machine always gets in). */
 #define LH_CONN_ADMIN_MAX 32
 
 /* The listener's connection callback. */

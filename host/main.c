@@ -128,6 +128,8 @@ static int run_check(const lh_config_t *cfg) {
   lh_candidate_stage_t stage = lh_candidate_validate(cfg, &set, 0, NULL, out, sizeof(out));
   if (stage == LH_CANDIDATE_SCRIPTS)
     fprintf(stderr, "luahost check: scripts rejected: %s\n", out);
+  else if (stage == LH_CANDIDATE_STOPPED)
+    fprintf(stderr, "luahost check: %s\n", out);
   else if (stage != LH_CANDIDATE_OK)
     fprintf(stderr, "luahost check: policy tests failed:\n%s\n", out);
   else
@@ -194,7 +196,7 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   signal(SIGUSR1, SIG_IGN); /* a log rotation during start-up: the server reopens on it later */
-  signal(SIGHUP, SIG_IGN);  /* a reload asked for during start-up: the server takes them later */
+  signal(SIGHUP, SIG_IGN);  /* a reload asked for before the server listens is dropped, not fatal */
 #ifdef LH_TEST_HOST
   /* luahost-test only: the module that lets integration tests hold pool threads. */
   lh_modules_add(&lh_test_module);

@@ -245,7 +245,8 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
     snprintf(err, errlen, "scripts: %s", why);
   if (rc == 0) {
     memcpy(generation, set.generation, 17);
-    static const char *const what[] = {"", "", "policy tests failed: ", "on_start hook failed: "};
+    static const char *const what[] = {"", "",
+                                       "policy tests failed: ", "on_start hook failed: ", ""};
     lh_candidate_stage_t stage = lh_candidate_validate(cfg, &set, 1, &r->cancel, why, sizeof(why));
     if (stage != LH_CANDIDATE_OK) {
       snprintf(err, errlen, "%s%s", what[stage], why);
@@ -311,8 +312,15 @@ static void run_reload(lh_reloader_t *r) {
             restart[0] ? "; changed options that need a restart (kept as they were): " : "",
             restart);
   } else {
-    if (generation[0])
+    /* What the watcher remembers: a tree other than the live one that was rejected (its
+     * scripts). A failure of the live tree itself (an on_start hook during an outage) or of the
+     * configuration before the tree was read leaves nothing the watcher could see undone. */
+    char live[17];
+    lh_reload_live_id(r, live);
+    if (generation[0] && strcmp(generation, live) != 0)
       memcpy(r->rejected, generation, 17);
+    else
+      r->rejected[0] = '\0';
     lh_error("reload (%s) rejected, the live generation keeps serving: %s", trigger, err);
   }
   uv_mutex_lock(&r->mu);

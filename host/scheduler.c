@@ -91,7 +91,10 @@ int lh_sched_await(lua_State *L, const char *pool_name, lh_ljob_t *lj) {
                          "from the request's own coroutine");
   }
   lh_pool_t *pool = lh_pools_find(pool_name);
-  if (!pool) {
+  /* After lh_sched_cancel no new wait starts (a shutdown's grace period is over, or a reload's
+   * validation was stopped): a script that calls the database in a loop ends instead of going on
+   * for ever. */
+  if (!pool || t->sched->cancelled) {
     lj->free(lj);
     lua_pushnil(L);
     lua_pushliteral(L, "unavailable");

@@ -70,7 +70,8 @@ void lh_sched_leave(lh_sched_t *s);
 
 /* `return lh_sched_await(L, "db", lj);` from a lua_CFunction. Yields on success.
  * Queue full: frees lj and returns 2 (nil, "overloaded") without yielding.
- * Pool closed or missing: frees lj and returns 2 (nil, "unavailable").
+ * Pool closed or missing, or the scheduler cancelled: frees lj and returns 2 (nil,
+ * "unavailable").
  * Not inside a request's own coroutine (load time, a nested coroutine): frees lj and raises. */
 int lh_sched_await(lua_State *L, const char *pool, lh_ljob_t *lj);
 

@@ -302,6 +302,11 @@ static void test_cancel_wakes_sleepers(void) {
   LH_CHECK_INT(lb.done, 1);
   LH_CHECK_INT(lb.ex.status, 500);
   free_lb(&lb);
+  /* ... and so does a new pool job: answered at once (nil, "unavailable"), nothing submitted */
+  dispatch(vm, &lb, "/job");
+  LH_CHECK_INT(lb.done, 1);
+  LH_CHECK(!body_has(&lb, "42"));
+  free_lb(&lb);
   uv_run(&loop, UV_RUN_NOWAIT); /* the cancelled timer's close callback */
   lh_vm_free(vm);
 }

@@ -1284,25 +1284,51 @@ def test_a_candidate_that_asks_for_a_reload_is_refused_not_deadlocked(hosts):
 
 def test_the_admin_listener_refuses_web_pages_and_foreign_host_names(hosts):
     """A page in an operator's browser cannot drive the admin listener: a request with Origin or a
-    cross-site Sec-Fetch-Site, or addressed to a foreign host name (DNS rebinding), gets 403 and
-    changes nothing; no CORS headers there, even for an allowed origin."""
+    cross-site Sec-Fetch-Site gets 403 even with the token; without a token, so does one addressed
+    to a foreign host name (DNS rebinding); no CORS headers there, even for an allowed origin."""
     h = hosts(env={"LUAHOST_WATCH": "0", "LUAHOST_CORS_ORIGINS": "https://app.example"})
     before = status(h)["reloads"]
     for extra in ({"Origin": "https://evil.example", "Content-Type": "text/plain"},
                   {"Origin": "https://app.example"},
-                  {"Sec-Fetch-Site": "cross-site"},
-                  {"Host": "attacker.example"},
-                  {"Host": "attacker.example:%d" % h.admin_port}):
+                  {"Sec-Fetch-Site": "cross-site"}):
         r = h.admin("POST", "/admin/reload", headers={**AUTH, **extra})  # even with the token
         assert r.status == 403, (extra, r)
         assert "access-control-allow-origin" not in r.headers, r.headers
         assert r.json()["response_data"]["code"] == "forbidden"
     assert status(h)["reloads"] == before
-    # what operators' tools send is fine: an address, localhost, no Origin
-    for host in (f"127.0.0.1:{h.admin_port}", f"localhost:{h.admin_port}", "[::1]"):
-        assert h.admin("GET", "/healthz", headers={"Host": host, **AUTH}).status == 200, host
     assert h.admin("GET", "/healthz", headers={"Sec-Fetch-Site": "none", **AUTH}).status == 200
+    # with a token, any name may address it (a scraper's DNS name, a probe's host)
+    r = h.admin("GET", "/metrics", headers={"Host": "scrape-target.example:9180", **AUTH})
+    assert r.status == 200, r
     assert "refused POST /admin/reload" in h.logs()
+
+    open_host = hosts(scripts=h.scripts, env={"LUAHOST_WATCH": "0", "LUAHOST_ADMIN_TOKEN": ""})
+    for name in ("attacker.example", f"attacker.example:{open_host.admin_port}"):
+        r = open_host.admin("POST", "/admin/reload", headers={"Host": name})
+        assert r.status == 403, (name, r)
+    for name in (f"127.0.0.1:{open_host.admin_port}", f"LOCALHOST:{open_host.admin_port}",
+                 "[::1]"):
+        assert open_host.admin("GET", "/healthz", headers={"Host": name}).status == 200, name
+
+
+def test_a_failing_live_tree_keeps_its_error_when_the_watcher_sees_no_change(hosts, tmp_path):
+    """A reload of the unchanged tree that fails (here: a configuration its scripts refuse) stays
+    visible: a later no-op event of the watcher (a file touched) does not clear last_error."""
+    conf = tmp_path / "app.conf"
+    conf.write_text("return { app = { admin_userage = 40 } }\n")
+    h = hosts(env={"LUAHOST_CONFIG": str(conf)}, drop=("LUAHOST_ADMIN_USERAGE",))
+    live = status(h)["generation"]
+    conf.write_text("return { app = { admin_userage = 999 } }\n")
+    st = reload(h, expect=422)
+    assert "admin_userage" in st["last_error"], st
+    assert st["generation"] == live
+    path = os.path.join(h.scripts, "routes", "auth.lua")
+    os.utime(path)
+    write(path, read(path))  # an event, the same content
+    time.sleep(1.5 * timing_factor())  # more than the quiet period
+    assert "admin_userage" in (status(h)["last_error"] or ""), status(h)
+    conf.write_text("return { app = { admin_userage = 40 } }\n")
+    assert reload(h)["last_error"] is None
 
 
 def test_a_reload_cannot_remove_the_admin_token(hosts, tmp_path):
