@@ -68,12 +68,27 @@ class Host:
         })
         if env:
             self.env.update(env)
-        self.log_path = os.path.join(str(tmp_path or "/tmp"), f"luahost-{self.port}.log")
-        self.log = open(self.log_path, "w+b")
         binary = TEST_HOST_BINARY if test_host else BINARY
-        self.proc = subprocess.Popen([binary], cwd=ROOT, env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        self.wait_ready()
+        # free_port() closes the port it found: another process on the machine may take it
+        # before the host binds it. Such a start is retried on new ports (unless the test chose
+        # the addresses itself).
+        for attempt in range(3):
+            self.log_path = os.path.join(str(tmp_path or "/tmp"), f"luahost-{self.port}.log")
+            self.log = open(self.log_path, "w+b")
+            self.proc = subprocess.Popen([binary], cwd=ROOT, env=self.env, stdout=self.log,
+                                         stderr=subprocess.STDOUT)
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError as e:
+                chosen = env and ("LUAHOST_LISTEN" in env or "LUAHOST_ADMIN_LISTEN" in env)
+                busy = "address already in use" in str(e) or "already served" in str(e)
+                if attempt == 2 or chosen or not busy:
+                    raise
+                self.log.close()
+                self.port, self.admin_port = free_port(), free_port()
+                self.env["LUAHOST_LISTEN"] = f"127.0.0.1:{self.port}"
+                self.env["LUAHOST_ADMIN_LISTEN"] = f"127.0.0.1:{self.admin_port}"
 
     def wait_ready(self, timeout=20):
         deadline = time.time() + timeout
