@@ -11,6 +11,7 @@ LH_APT_PACKAGES=(
   libluajit2-5.1-dev luajit2 libuv1-dev libmongoc-dev libjwt-dev libjansson-dev
   libsodium-dev libcrypt-dev libicu-dev lua-busted
   valgrind wrk nginx libnginx-mod-http-lua python3-venv curl clang-format clang
+  libclang-rt-14-dev # the sanitizer and libFuzzer runtimes of scripts/fuzz (a clang Recommends)
   dpkg-dev patch systemd  # test_install (cpack's dpkg-shlibdeps, systemd-analyze), the examples' patches
   prometheus # promtool: tests/integration/test_metrics.py checks /metrics with it
   chromium # tests/integration/test_openapi.py loads /docs in it
