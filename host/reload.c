@@ -247,7 +247,14 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
     memcpy(generation, set.generation, 17);
     static const char *const what[] = {"", "",
                                        "policy tests failed: ", "on_start hook failed: ", ""};
-    lh_candidate_stage_t stage = lh_candidate_validate(cfg, &set, 1, &r->cancel, why, sizeof(why));
+    /* The on_start hooks prepare the database for a generation's scripts and settings: they run
+     * when either differs from the live generation's, not for a reload of the same tree and app
+     * section (a SIGHUP, a secret rotated, a limit changed), which they already prepared. */
+    char live_id[17];
+    lh_reload_live_id(r, live_id);
+    int hooks = strcmp(set.generation, live_id) != 0 || strcmp(cfg->app_json, live->app_json) != 0;
+    lh_candidate_stage_t stage =
+        lh_candidate_validate(cfg, &set, hooks, &r->cancel, why, sizeof(why));
     if (stage != LH_CANDIDATE_OK) {
       snprintf(err, errlen, "%s%s", what[stage], why);
       rc = LH_EINVAL;
