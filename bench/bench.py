@@ -603,17 +603,24 @@ def scenario_storm(args, host, lh_get, tmp):
 
 
 def scenario_reload(args, host, lh_get):
-    """GET /users/{id} under load while POST /admin/reload (a full reload of the shipped scripts:
-    snapshot, policy tests, on_start, a state per worker, commit) runs every second, against the
-    same load without reloads."""
+    """GET /users/{id} under load while the scripts change and POST /admin/reload takes them live
+    every second (a full reload: snapshot, policy tests, the on_start hooks of a new generation, a
+    state per worker, commit), against the same load without reloads."""
     log("5. reload under load: GET /users/{id} with a reload every second vs without")
     durations, rejected = [], []
 
     def reloading():
         stop = threading.Event()
 
+        marked = os.path.join(host.scripts, "routes", "auth.lua")
+        original = open(marked).read()
+
         def loop():
+            n = 0
             while not stop.wait(1.0):
+                n += 1  # a new generation every time: a comment that alternates
+                with open(marked, "w") as f:
+                    f.write(original + ("\n-- bench reload\n" if n % 2 else ""))
                 t0 = time.monotonic()
                 status, body = http("POST", host.admin_url("/admin/reload"), timeout=60)
                 durations.append((time.monotonic() - t0) * 1e3)
@@ -755,7 +762,17 @@ def main():
         if only & {"2", "3", "4", "5", "6"}:
             db = Database(args.db)
             DB_PIDS.extend(db.pids())
-            host = Luahost(os.path.join(ROOT, "scripts"), user_env(db.uri), workers=args.workers)
+            # A copy of the shipped scripts, so that scenario 5 can change them (no watcher: the
+            # reloads are the benchmark's own).
+            scripts = os.path.join(tmp, "scripts")
+            os.makedirs(scripts)
+            for part in ("app.lua", "routes", "policies", "lib"):
+                src = os.path.join(ROOT, "scripts", part)
+                (shutil.copytree if os.path.isdir(src) else shutil.copy)(
+                    src, os.path.join(scripts, part))
+            host = Luahost(scripts, {**user_env(db.uri), "LUAHOST_WATCH": "0"},
+                           workers=args.workers)
+            host.scripts = scripts
             try:
                 admin_id, ids = load_users(host, db.uri, args.users)
                 ids = ids[1:]
