@@ -741,8 +741,7 @@ static void test_secrets_stay_out_of_messages(void) {
       LH_EINVAL);
   LH_CHECK(contains(err, "t.conf:2:"));
   LH_CHECK(strstr(err, "TOPSECRET") == NULL);
-  LH_CHECK_INT(load_text(&c, "return { admin_token = 1234567890123 }", err, sizeof err),
-               LH_EINVAL);
+  LH_CHECK_INT(load_text(&c, "return { admin_token = 1234567890123 }", err, sizeof err), LH_EINVAL);
   LH_CHECK(contains(err, "not shown: a secret"));
   LH_CHECK(strstr(err, "1234567890123") == NULL);
   LH_CHECK_INT(load_text(&c, "return { log_level = 'nope' }", err, sizeof err), LH_EINVAL);
