@@ -69,7 +69,9 @@ static void reload_done(lh_job_t *job) {
 void lh_admin_reload(lh_worker_t *w, lh_exchange_t *ex, int method) {
   lh_reloader_t *r = lh_reloader_global();
   if (!r || atomic_load(&w->srv->draining)) {
-    answer_kind(ex, "draining");
+    /* No reloader and not draining: the other workers are still being started, and the
+     * reloader after them (server.c); a moment later it answers. */
+    answer_kind(ex, atomic_load(&w->srv->draining) ? "draining" : "starting");
     ex->done(ex);
     return;
   }

@@ -149,13 +149,17 @@ static int create_pool(const char *name, int threads, int queue, char *err, size
   return rc;
 }
 
+#define LH_ADMIN_THREADS 8
+
 static int create_pools(const lh_config_t *cfg, char *err, size_t errlen) {
   int rc = create_pool("db", cfg->db_threads, cfg->db_queue, err, errlen);
   if (rc == 0)
     rc = create_pool("hash", cfg->hash_threads, cfg->hash_queue, err, errlen);
-  /* Reloads asked over HTTP wait here, off the loops (admin.c, lua_admin.c). */
+  /* Reloads asked over HTTP wait here, off the loops (admin.c, lua_admin.c). Each waiting caller
+   * holds a thread: the callers that wait together while a reload runs are all served by the one
+   * reload after it (reload.h), so there are threads enough for a burst of them. */
   if (rc == 0)
-    rc = create_pool("admin", 1, 16, err, errlen);
+    rc = create_pool("admin", LH_ADMIN_THREADS, 16, err, errlen);
   return rc;
 }
 

@@ -249,10 +249,14 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
                                        "policy tests failed: ", "on_start hook failed: ", ""};
     /* The on_start hooks prepare the database for a generation's scripts and settings: they run
      * when either differs from the live generation's, not for a reload of the same tree and app
-     * section (a SIGHUP, a secret rotated, a limit changed), which they already prepared. */
+     * section (a SIGHUP, a secret rotated, a limit changed), which they already prepared; and
+     * always while the live generation's own hooks have not succeeded yet (the host is not
+     * ready): a commit marks the host ready (lh_server_commit), so it must follow hooks that
+     * passed. */
     char live_id[17];
     lh_reload_live_id(r, live_id);
-    int hooks = strcmp(set.generation, live_id) != 0 || strcmp(cfg->app_json, live->app_json) != 0;
+    int hooks = !atomic_load(&srv->started) || strcmp(set.generation, live_id) != 0 ||
+                strcmp(cfg->app_json, live->app_json) != 0;
     lh_candidate_stage_t stage =
         lh_candidate_validate(cfg, &set, hooks, &r->cancel, why, sizeof(why));
     if (stage != LH_CANDIDATE_OK) {
@@ -430,6 +434,19 @@ static void reload_thread(void *arg) {
   uv_run(&r->loop, UV_RUN_DEFAULT);
 }
 
+/* Undoes lh_reloader_start once the loop is initialised (the thread never ran). */
+static void discard(lh_reloader_t *r) {
+  lh_watch_stop(r->watch);
+  uv_walk(&r->loop, close_walk, NULL);
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&r->loop);
+  lh_gen_unref(r->live);
+  lh_candidate_cancel_destroy(&r->cancel);
+  uv_cond_destroy(&r->cond);
+  uv_mutex_destroy(&r->mu);
+  free(r);
+}
+
 int lh_reloader_start(lh_reloader_t **out, lh_server_t *srv, const char *config_path,
                       lh_gen_t *live, const char *live_id, char *err, size_t errlen) {
   *out = NULL;
@@ -448,25 +465,30 @@ int lh_reloader_start(lh_reloader_t **out, lh_server_t *srv, const char *config_
   uv_mutex_init(&r->mu);
   uv_cond_init(&r->cond);
   lh_candidate_cancel_init(&r->cancel);
-  uv_loop_init(&r->loop);
-  uv_async_init(&r->loop, &r->kick, on_kick);
-  uv_async_init(&r->loop, &r->stop, on_stop);
+  int rc = uv_loop_init(&r->loop);
+  if (rc != 0) {
+    snprintf(err, errlen, "the reload thread's loop: %s", uv_strerror(rc));
+    lh_gen_unref(r->live);
+    lh_candidate_cancel_destroy(&r->cancel);
+    uv_cond_destroy(&r->cond);
+    uv_mutex_destroy(&r->mu);
+    free(r);
+    return LH_EIO;
+  }
   r->kick.data = r->stop.data = r;
+  if ((rc = uv_async_init(&r->loop, &r->kick, on_kick)) != 0 ||
+      (rc = uv_async_init(&r->loop, &r->stop, on_stop)) != 0) {
+    snprintf(err, errlen, "the reload thread's wake-up: %s", uv_strerror(rc));
+    discard(r);
+    return LH_EIO;
+  }
   if (live->cfg.watch && lh_watch_start(&r->watch, &r->loop, live->cfg.scripts, LH_RELOAD_QUIET_MS,
                                         on_tree_quiet, r) != 0)
     lh_warn("cannot watch %s: scripts reload on SIGHUP or POST /admin/reload only",
             live->cfg.scripts);
   if (uv_thread_create(&r->thread, reload_thread, r) != 0) {
     snprintf(err, errlen, "cannot start the reload thread");
-    lh_watch_stop(r->watch);
-    uv_walk(&r->loop, close_walk, NULL);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&r->loop);
-    lh_gen_unref(r->live);
-    lh_candidate_cancel_destroy(&r->cancel);
-    uv_cond_destroy(&r->cond);
-    uv_mutex_destroy(&r->mu);
-    free(r);
+    discard(r);
     return LH_EIO;
   }
   atomic_store(&g_reloader, r);

@@ -432,9 +432,11 @@ static void on_start_done(void *ud, int ok, const char *text) {
 }
 
 /* The scripts' on_start hooks (for example creating indexes) run once per process, on worker 0,
- * in a coroutine so they can wait for the database; until they succeed /readyz answers 503. */
+ * in a coroutine so they can wait for the database; until they succeed /readyz answers 503 (a
+ * reload before then runs the candidate's hooks during its validation: reload.c). */
 static void run_start_hooks(lh_worker_t *w) {
-  if (w->stopping || w->start_running)
+  /* started: a reload's candidate ran its hooks meanwhile and went live (reload.c) */
+  if (w->stopping || w->start_running || atomic_load(&w->srv->started))
     return;
   w->start_running = 1;
   lh_vm_run_hook(w->vm, NULL, 0, NULL, on_start_done, w);
