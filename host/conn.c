@@ -1023,7 +1023,8 @@ static void conn_start(lh_conn_t *c) {
   /* The admin listener has a cap of its own, not max_connections: operators must get in when
    * clients have filled the host, and its callers must not take the clients' descriptors. */
   int admin = (c->flags & LH_CONN_F_ADMIN) != 0;
-  int loopback = strcmp(c->client, "127.0.0.1") == 0 || strcmp(c->client, "::1") == 0;
+  int loopback = strcmp(c->client, "127.0.0.1") == 0 || strcmp(c->client, "::1") == 0 ||
+                 strcmp(c->client, "::ffff:127.0.0.1") == 0; /* a dual-stack listener's */
   if (admin ? w->admin_conns > LH_CONN_ADMIN_MAX && !loopback
             : max > 0 && atomic_load(&w->srv->connections) > max) {
     c->flags |= LH_CONN_F_LAST | LH_CONN_F_REFUSED;
