@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <sys/socket.h>
@@ -649,6 +650,26 @@ static void stop_workers(lh_server_t *srv) {
     uv_async_send(&srv->workers[i].wakeup);
 }
 
+/* The first stop signal's time (mono_ms): read by late_signal. */
+static volatile sig_atomic_t g_stop_signalled;
+static uint64_t g_first_signal_ms;
+
+static uint64_t mono_ms(void) { /* async-signal-safe */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A stop signal once the main loop is gone (the workers finish their requests): as on_signal,
+ * one within a second of the first is the same request to stop, a later one means "now". Only
+ * async-signal-safe calls: no log line (on_signal logs while the loop runs). */
+static void late_signal(int signum) {
+  (void)signum;
+  if (g_stop_signalled && mono_ms() - g_first_signal_ms < 1000)
+    return;
+  _exit(1);
+}
+
 static void on_drained(uv_timer_t *t) {
   lh_main_t *m = t->data;
   stop_workers(m->srv);
@@ -658,13 +679,19 @@ static void on_drained(uv_timer_t *t) {
   uv_close((uv_handle_t *)&m->sighup, NULL);
   uv_close((uv_handle_t *)&m->sigusr1, NULL);
   uv_close((uv_handle_t *)&m->drain, NULL);
-  /* Closing a signal's last handle gives it back its default action, which for these three is to
-   * kill the process: a reload (systemctl reload), a log rotation or a repeated SIGQUIT while the
-   * workers still finish their requests must not. (SIGTERM and SIGINT keep the default: a signal
-   * after the drain means "now".) */
+  /* Closing a signal's last handle gives it back its default action, which is to kill the
+   * process: a reload (systemctl reload) or a log rotation while the workers still finish their
+   * requests must not, and a stop signal keeps its meaning (README, "Logs and signals"). */
   signal(SIGHUP, SIG_IGN);
   signal(SIGUSR1, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = late_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGQUIT, &sa, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -679,6 +706,8 @@ static void on_signal(uv_signal_t *s, int signum) {
     _exit(1);
   }
   m->first_signal = now;
+  g_first_signal_ms = mono_ms();
+  g_stop_signalled = 1;
   atomic_store(&m->srv->draining, 1);
   /* No generation may change while the workers stop: a reload in progress finishes first. Then
    * the live generation's drain delay applies (it is reloadable), not the one at start. */

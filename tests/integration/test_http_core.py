@@ -575,6 +575,45 @@ def test_ctrl_c_and_a_forwarded_sigterm_are_one_graceful_stop(start_host):
     assert "luahost stopped" in logs and "exiting now" not in logs
 
 
+def test_one_stop_for_ctrl_c_and_a_forwarded_sigterm_while_requests_finish(start_host):
+    """With no drain delay the listeners close at once and the workers finish their requests
+    after the main loop is gone: a SIGTERM forwarded right after Ctrl-C is still the same stop
+    (exit 0, the request answered), not the signal's default action."""
+    import signal as sig
+    h = start_host("runtime")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=h.get("/sleep/1500")))
+    t.start()
+    wait_open_connections(h, 2)
+    h.proc.send_signal(sig.SIGINT)
+    time.sleep(0.3)  # past the drain: the signal handles are closed
+    h.proc.send_signal(sig.SIGTERM)
+    assert h.proc.wait(10) == 0
+    t.join()
+    assert result["r"].status == 200
+
+
+@pytest.mark.parametrize("second", ["SIGTERM", "SIGQUIT"])
+def test_a_second_stop_signal_later_exits_at_once_with_status_1(start_host, second):
+    import signal as sig
+    h = start_host("runtime", env={"LUAHOST_SHUTDOWN_GRACE_MS": "30000"})
+    def slow():
+        try:
+            h.get("/sleep/20000", timeout=30)
+        except OSError:
+            pass  # the host exited under it: the point of the test
+
+    t = threading.Thread(target=slow, daemon=True)
+    t.start()
+    wait_open_connections(h, 2)
+    h.proc.send_signal(sig.SIGTERM)
+    time.sleep(1.3)  # more than a second after the first
+    t0 = time.time()
+    h.proc.send_signal(getattr(sig, second))
+    assert h.proc.wait(10) == 1
+    assert time.time() - t0 < 5
+
+
 def test_access_log_lines_are_json_with_a_timestamp(host):
     host.get("/hello", headers={"X-Request-Id": "access-1"})
     time.sleep(0.1)
