@@ -40,6 +40,9 @@
 #include "router.h"
 
 /* Bounds of a lingering close: the time from the half-close, and the bytes discarded. */
+/* What a connection reads ahead while its request runs (HANDLING, FINISHING): then reading
+ * stops until the response is out. */
+#define LH_PENDING_WHILE_BUSY (64u << 10)
 #define LH_LINGER_MS 5000
 #define LH_LINGER_BYTES (16u << 20)
 /* The access line keeps at most this many bytes of the User-Agent header. */
@@ -57,9 +60,11 @@
  *   CLOSING --both handles' close callbacks--> freed
  *
  * READING: parsing what is pending, reading when nothing is (timer: idle, header or body).
- * HANDLING: the VM runs an exchange that points at c->ex; reading is stopped, the timer idle.
+ * HANDLING: the VM runs an exchange that points at c->ex; the timer is idle; reading goes on
+ *   into pending (nothing is parsed) until LH_PENDING_WHILE_BUSY bytes or the end of input.
  * FINISHING: the exchange called done; its response is sent from a zero timer on the next loop
- *   turn, never from inside done, so nothing re-enters the VM or this file's parse loop.
+ *   turn, never from inside done, so nothing re-enters the VM or this file's parse loop; reading
+ *   as in HANDLING.
  * WRITING: one response is queued in uv_write (the send timeout runs); nothing else is parsed or
  *   written until it completes. At most one write is ever in flight.
  * ORPHANED: closed while the VM still holds c->ex; the handles close when done is called.
@@ -784,7 +789,9 @@ static void begin_exchange(lh_conn_t *c) {
   ex->done = on_exchange_done;
   exchange_reset(ex);
   set_state(c, LH_CONN_HANDLING);
-  stop_reading(c);
+  /* Reading stays on: what arrives meanwhile (a pipelined request) is kept in pending, up to
+   * LH_PENDING_WHILE_BUSY, and parsed once the response is out. Stopping and restarting it would
+   * cost two epoll_ctl calls per request, as many system calls as the read and the write. */
 }
 
 /* Answers the request, or hands it to the VM (the connection is then HANDLING). */
@@ -892,8 +899,16 @@ static void start_reading(lh_conn_t *c);
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   lh_conn_t *c = s->data;
-  assert(c->state == LH_CONN_READING);
+  assert(c->state == LH_CONN_READING || c->state == LH_CONN_HANDLING ||
+         c->state == LH_CONN_FINISHING);
+  int busy = c->state != LH_CONN_READING;
   if (nread < 0) {
+    if (busy) {
+      /* The client hung up (or the connection broke) while its request runs: the response is
+       * still attempted, and reading, started again after it, finds the end again. */
+      stop_reading(c);
+      return;
+    }
     conn_close(c);
     return;
   }
@@ -903,7 +918,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  process(c);
+  if (!busy)
+    process(c);
+  else if (c->pending.len >= LH_PENDING_WHILE_BUSY)
+    stop_reading(c); /* the rest waits in the socket; process() reads again when it needs to */
 }
 
 static void start_reading(lh_conn_t *c) {
