@@ -256,9 +256,12 @@ typedef struct {
 typedef struct {
   lua_State *L;
   lh_buf_t *out;
-  /* Object entries of every level being encoded, as one stack: a level uses [base, n). */
+  /* Object entries of every level being encoded, as one stack: a level uses [base, n). They
+   * start in `inline_ents` (a response's envelope and a document fit: no allocation per encode)
+   * and move to the heap when more are needed. */
   lh_json_entry_t *ents;
   size_t n, cap;
+  lh_json_entry_t inline_ents[48];
   char *err;
   size_t errlen;
   /* Where the failing value sits, built while unwinding, e.g. "users[3].name". */
@@ -393,10 +396,13 @@ static void lh_json_sort_entries(lh_json_entry_t *e, size_t n) {
 
 static int lh_json_push_entry(lh_json_enc_t *c, const char *key, size_t len, int vidx) {
   if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 64;
-    lh_json_entry_t *p = realloc(c->ents, cap * sizeof(*p));
+    size_t cap = c->cap * 2;
+    int was_inline = c->ents == c->inline_ents;
+    lh_json_entry_t *p = realloc(was_inline ? NULL : c->ents, cap * sizeof(*p));
     if (!p)
       return lh_json_fail(c, "%s", "out of memory");
+    if (was_inline)
+      memcpy(p, c->inline_ents, c->n * sizeof(*p));
     c->ents = p;
     c->cap = cap;
   }
@@ -410,7 +416,7 @@ static int lh_json_push_entry(lh_json_enc_t *c, const char *key, size_t len, int
 /* Writes the sorted entries [ebase, c->n) of the table at idx as an object. */
 static int lh_json_emit_object(lh_json_enc_t *c, int idx, size_t ebase, int depth) {
   lua_State *L = c->L;
-  if (c->n == ebase) /* {}: c->ents may still be NULL, and NULL + 0 is undefined */
+  if (c->n == ebase) /* {} */
     return lh_buf_append(c->out, "{}", 2);
   lh_json_sort_entries(c->ents + ebase, c->n - ebase);
   lh_buf_putc(c->out, '{');
@@ -541,8 +547,9 @@ int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errle
   lh_json_enc_t c;
   c.L = L;
   c.out = out;
-  c.ents = NULL;
-  c.n = c.cap = 0;
+  c.ents = c.inline_ents;
+  c.n = 0;
+  c.cap = sizeof(c.inline_ents) / sizeof(c.inline_ents[0]);
   c.err = err;
   c.errlen = errlen;
   c.path[0] = '\0';
@@ -552,7 +559,8 @@ int lh_json_encode(lua_State *L, int idx, lh_buf_t *out, char *err, size_t errle
     return LH_EINVAL;
   }
   int rc = lh_json_encode_value(&c, idx, 0);
-  free(c.ents);
+  if (c.ents != c.inline_ents)
+    free(c.ents);
   lua_settop(L, base);
   if (rc == 0 && out->failed) {
     snprintf(err, errlen, "out of memory");

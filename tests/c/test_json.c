@@ -366,6 +366,23 @@ static void test_encode_large_object(void) {
   lua_close(L);
 }
 
+static void test_encode_nested_objects_past_the_inline_entries(void) {
+  /* The entries of every open level share one stack that starts inline: an inner object that
+   * outgrows it moves the outer level's entries to the heap, which must keep them in order. */
+  lua_State *L = new_state();
+  eval(L, "local t = {} for i = 1, 40 do t[string.format('a%02d', i)] = i end "
+          "local inner = {} for i = 1, 30 do inner[string.format('b%02d', i)] = i end "
+          "t.m = inner t.z = 'last' return t");
+  lh_buf_t b;
+  lh_buf_init(&b);
+  LH_CHECK_INT(lh_json_encode(L, -1, &b, err, sizeof(err)), 0);
+  LH_CHECK(b.len > 0 && strncmp(b.data, "{\"a01\":1,\"a02\":2,", 17) == 0);
+  LH_CHECK(strstr(b.data, "\"a40\":40,\"m\":{\"b01\":1,") != NULL);
+  LH_CHECK(strstr(b.data, "\"b30\":30},\"z\":\"last\"}") != NULL);
+  lh_buf_free(&b);
+  lua_close(L);
+}
+
 static void test_encode_escapes_strings(void) {
   LH_CHECK(encodes("return {['k\"'] = 'a\\nb\\0'}", "{\"k\\\"\":\"a\\nb\\u0000\"}", NULL));
   LH_CHECK(encodes("return '\\255'", "\"\xef\xbf\xbd\"", NULL));
@@ -668,6 +685,7 @@ int main(void) {
   LH_RUN(test_encode_arrays);
   LH_RUN(test_encode_sorted_keys);
   LH_RUN(test_encode_large_object);
+  LH_RUN(test_encode_nested_objects_past_the_inline_entries);
   LH_RUN(test_encode_escapes_strings);
   LH_RUN(test_encode_rejects_nan);
   LH_RUN(test_encode_rejects_inf);
