@@ -58,7 +58,7 @@ def test_code_run_from_anywhere_answers_to_the_time_budget(budget_host, name):
     elapsed = time.time() - t0
     assert r.status == 500, r.body
     assert r.json()["response_data"]["code"] == "script_budget_exceeded"
-    assert elapsed < 3 * timing_factor()
+    assert elapsed < 10 * timing_factor()  # a guard against a hang, not a speed target (bench/)
     still_serving(budget_host)
 
 
@@ -113,7 +113,7 @@ def test_large_builds_fail_the_request_not_the_worker(memory_host, name):
     print(f"RSS {name}: before {before // 1024} MB, after {after // 1024} MB, {elapsed:.2f} s")
     assert r.status == 500, r.body
     assert r.json()["response_data"]["code"] == "script_memory_exceeded"
-    assert elapsed < 3 * timing_factor()
+    assert elapsed < 10 * timing_factor()  # a guard against a hang, not a speed target (bench/)
     # the share is 64 MB: what the runaway took is given back (ASan keeps freed memory in its
     # quarantine, so only the release build's RSS says so)
     if not SANITIZED:
