@@ -130,35 +130,42 @@ local function run_policy(gen, route, req, decode)
   return nil
 end
 
+-- Appends e to the list (created on the first problem: a valid request allocates none).
+local function add(list, e)
+  list = list or {}
+  list[#list + 1] = e
+  return list
+end
+
 local function validate_input(route, req, body_errors)
-  local errors = {}
+  local problems
   if route.query then
     local args, err = core.form_decode(req.query_string or "")
     if not args then
-      errors[#errors + 1] = { field = "", ["in"] = "query", code = "invalid_query",
-                              message = "Malformed query string: " .. err }
+      problems = add(problems, { field = "", ["in"] = "query", code = "invalid_query",
+                                 message = "Malformed query string: " .. err })
     else
       local values, errs = validate.query(route.query, args)
       if values then req.query = values else
-        for _, e in ipairs(errs) do errors[#errors + 1] = e end
+        for _, e in ipairs(errs) do problems = add(problems, e) end
       end
     end
   end
   if body_errors then
-    for _, e in ipairs(body_errors) do errors[#errors + 1] = e end
+    for _, e in ipairs(body_errors) do problems = add(problems, e) end
   elseif route.body then
     if req.body == nil then
-      errors[#errors + 1] = { field = "", ["in"] = "body", code = "missing_body",
-                              message = "A request body is required" }
+      problems = add(problems, { field = "", ["in"] = "body", code = "missing_body",
+                                 message = "A request body is required" })
     else
       local check = req.body_kind == "form" and validate.form or validate.body
       local values, errs = check(route.body, req.body)
       if values then req.body = values else
-        for _, e in ipairs(errs) do errors[#errors + 1] = e end
+        for _, e in ipairs(errs) do problems = add(problems, e) end
       end
     end
   end
-  if #errors > 0 then return response.validation_error(errors) end
+  if problems then return response.validation_error(problems) end
   return nil
 end
 
@@ -172,7 +179,8 @@ function M.new(gen)
     -- tables of its bytes. A policy that reads req.body decodes it then; one that refuses
     -- without reading it never does.
     local decoded, body_errors
-    local status, body, headers = run_policy(gen, route, req, function()
+    -- (only a policy's `allow` can read the body early: no closure per request otherwise)
+    local status, body, headers = run_policy(gen, route, req, route.policy_spec.allow and function()
       decoded, body_errors = decode_body(route, req)
     end)
     if status then return status, body, headers end
