@@ -211,6 +211,32 @@ static void on_fixed(const char *name, int reloadable, void *ud) {
   snprintf(n->names + used, n->len - used, "%s%s", used ? ", " : "", name);
 }
 
+/* While the host's first on_start hooks have not succeeded (/readyz: starting), a reload runs
+ * them in its candidate's validation, whatever changed: its commit marks the host started
+ * (lh_server_commit). Worker 0 may be running its own attempt: this waits for it (srv->hooks_busy)
+ * and returns 1 when this reload now owns the hooks (it clears the flag), 0 when they already
+ * succeeded or the host is stopping. */
+static int take_start_hooks(lh_reloader_t *r) {
+  lh_server_t *srv = r->srv;
+  for (;;) {
+    if (atomic_load(&srv->started))
+      return 0;
+    int idle = 0;
+    if (atomic_compare_exchange_strong(&srv->hooks_busy, &idle, 1)) {
+      if (!atomic_load(&srv->started))
+        return 1;
+      atomic_store(&srv->hooks_busy, 0); /* worker 0's attempt succeeded just before */
+      return 0;
+    }
+    uv_mutex_lock(&r->cancel.mu);
+    int cancelled = r->cancel.cancelled;
+    uv_mutex_unlock(&r->cancel.mu);
+    if (cancelled)
+      return 0; /* the validation that follows is rejected at once */
+    uv_sleep(10);
+  }
+}
+
 /* Builds, validates, prepares and commits one candidate. On failure writes why into err. */
 static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t errlen, char *restart,
                        size_t restartlen) {
@@ -221,6 +247,7 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
   lh_vm_t **vms = calloc((size_t)srv->nworkers, sizeof(*vms));
   lh_gen_t *gen = NULL;
   char why[1024] = "";
+  int owner = 0; /* this reload runs the first on_start hooks (take_start_hooks) */
   int rc = cfg && vms ? 0 : LH_ENOMEM;
   if (rc == 0 &&
       (rc = lh_config_load(cfg, r->config_path[0] ? r->config_path : NULL, why, sizeof(why))) != 0)
@@ -255,10 +282,15 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
      * passed. */
     char live_id[17];
     lh_reload_live_id(r, live_id);
-    int hooks = !atomic_load(&srv->started) || strcmp(set.generation, live_id) != 0 ||
-                strcmp(cfg->app_json, live->app_json) != 0;
+    owner = take_start_hooks(r);
+    int hooks =
+        owner || strcmp(set.generation, live_id) != 0 || strcmp(cfg->app_json, live->app_json) != 0;
     lh_candidate_stage_t stage =
         lh_candidate_validate(cfg, &set, hooks, &r->cancel, why, sizeof(why));
+    if (stage != LH_CANDIDATE_OK && owner) {
+      atomic_store(&srv->hooks_busy, 0);
+      owner = 0;
+    }
     if (stage != LH_CANDIDATE_OK) {
       snprintf(err, errlen, "%s%s", what[stage], why);
       rc = LH_EINVAL;
@@ -280,6 +312,8 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
     if (rc != 0)
       snprintf(err, errlen, "committing: out of memory");
   }
+  if (owner) /* after the commit marked the host started, or the candidate's failure */
+    atomic_store(&srv->hooks_busy, 0);
   if (rc == 0) {
     /* Live in every worker: what is process-wide follows. */
     lh_modules_reload(lh_gen_config(gen), 1, why, sizeof(why));

@@ -422,8 +422,10 @@ static void on_start_retry(uv_timer_t *t) {
 static void on_start_done(void *ud, int ok, const char *text) {
   lh_worker_t *w = ud;
   w->start_running = 0;
-  if (ok) {
+  if (ok)
     atomic_store(&w->srv->started, 1);
+  atomic_store(&w->srv->hooks_busy, 0); /* after `started`: a reload waiting for it sees both */
+  if (ok) {
     lh_info("start-up hooks done: the host is ready");
     return;
   }
@@ -439,6 +441,12 @@ static void run_start_hooks(lh_worker_t *w) {
   /* started: a reload's candidate ran its hooks meanwhile and went live (reload.c) */
   if (w->stopping || w->start_running || atomic_load(&w->srv->started))
     return;
+  int idle = 0;
+  if (!atomic_compare_exchange_strong(&w->srv->hooks_busy, &idle, 1)) {
+    /* A reload's candidate runs them now: look again at the next retry. */
+    uv_timer_start(&w->start_retry, on_start_retry, LH_START_RETRY_MS, 0);
+    return;
+  }
   w->start_running = 1;
   lh_vm_run_hook(w->vm, NULL, 0, NULL, on_start_done, w);
 }
@@ -673,25 +681,26 @@ static void late_signal(int signum) {
 static void on_drained(uv_timer_t *t) {
   lh_main_t *m = t->data;
   stop_workers(m->srv);
-  uv_close((uv_handle_t *)&m->sigterm, NULL);
-  uv_close((uv_handle_t *)&m->sigint, NULL);
-  uv_close((uv_handle_t *)&m->sigquit, NULL);
-  uv_close((uv_handle_t *)&m->sighup, NULL);
-  uv_close((uv_handle_t *)&m->sigusr1, NULL);
-  uv_close((uv_handle_t *)&m->drain, NULL);
-  /* Closing a signal's last handle gives it back its default action, which is to kill the
-   * process: a reload (systemctl reload) or a log rotation while the workers still finish their
-   * requests must not, and a stop signal keeps its meaning (README, "Logs and signals"). */
-  signal(SIGHUP, SIG_IGN);
-  signal(SIGUSR1, SIG_IGN);
+  /* Closing a signal's last handle gives it back its default action at once, which is to kill
+   * the process: a reload (systemctl reload) or a log rotation while the workers still finish
+   * their requests must not, and a stop signal keeps its meaning (README, "Logs and signals").
+   * Each gets its new action right after its handle closes. */
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = late_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
+  uv_close((uv_handle_t *)&m->sigterm, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  uv_close((uv_handle_t *)&m->sigint, NULL);
   sigaction(SIGINT, &sa, NULL);
+  uv_close((uv_handle_t *)&m->sigquit, NULL);
   sigaction(SIGQUIT, &sa, NULL);
+  uv_close((uv_handle_t *)&m->sighup, NULL);
+  signal(SIGHUP, SIG_IGN);
+  uv_close((uv_handle_t *)&m->sigusr1, NULL);
+  signal(SIGUSR1, SIG_IGN);
+  uv_close((uv_handle_t *)&m->drain, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {

@@ -78,6 +78,9 @@ struct lh_server_s {
   atomic_int connections;
   atomic_int draining; /* /readyz answers 503 */
   atomic_int started;  /* the scripts' on_start hooks succeeded */
+  /* 1 while someone runs the on_start hooks before `started`: worker 0's attempt or a reload's
+   * candidate (reload.c); taken with a compare-and-swap, so they never run twice at once. */
+  atomic_int hooks_busy;
   atomic_ullong status_count[LH_STATUS_SLOTS];
   atomic_ullong requests;
   char id_prefix[9];      /* random per process: request ids are unique across restarts */
