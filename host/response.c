@@ -144,7 +144,7 @@ static const lh_error_kind_t kinds[] = {
     {"out_of_memory", 503, "overloaded", "The server is out of memory", 1},
     {"too_many_connections", 503, "too_many_connections", "Too many connections", 1},
     {"draining", 503, "draining", "Shutting down", 1},
-    {"starting", 503, "starting", "Starting: the start-up hooks have not finished", 1},
+    {"starting", 503, "starting", "Starting: not ready yet", 1},
     {"script_budget_exceeded", 500, "script_budget_exceeded", "The script ran too long", 0},
     {"script_memory_exceeded", 500, "script_memory_exceeded", "The script used too much memory", 0},
     {"internal_error", 500, "internal_error", "Internal server error", 0},
