@@ -575,6 +575,13 @@ def test_ctrl_c_and_a_forwarded_sigterm_are_one_graceful_stop(start_host):
     assert "luahost stopped" in logs and "exiting now" not in logs
 
 
+def wait_log(h, text, timeout=10):
+    deadline = time.time() + timeout
+    while text not in h.logs():
+        assert time.time() < deadline, f"no {text!r} in the log:\n{h.logs()[-2000:]}"
+        time.sleep(0.02)
+
+
 def test_one_stop_for_ctrl_c_and_a_forwarded_sigterm_while_requests_finish(start_host):
     """With no drain delay the listeners close at once and the workers finish their requests
     after the main loop is gone: a SIGTERM forwarded right after Ctrl-C is still the same stop
@@ -586,7 +593,8 @@ def test_one_stop_for_ctrl_c_and_a_forwarded_sigterm_while_requests_finish(start
     t.start()
     wait_open_connections(h, 2)
     h.proc.send_signal(sig.SIGINT)
-    time.sleep(0.3)  # past the drain: the signal handles are closed
+    wait_log(h, "received SIGINT")  # its one second starts here
+    time.sleep(0.2)  # past the drain (0 ms): the signal handles are closed
     h.proc.send_signal(sig.SIGTERM)
     assert h.proc.wait(10) == 0
     t.join()
@@ -607,7 +615,8 @@ def test_a_second_stop_signal_later_exits_at_once_with_status_1(start_host, seco
     t.start()
     wait_open_connections(h, 2)
     h.proc.send_signal(sig.SIGTERM)
-    time.sleep(1.3)  # more than a second after the first
+    wait_log(h, "received SIGTERM")
+    time.sleep(1.5)  # more than a second after the host saw the first
     t0 = time.time()
     h.proc.send_signal(getattr(sig, second))
     assert h.proc.wait(10) == 1

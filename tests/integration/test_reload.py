@@ -571,15 +571,16 @@ def test_concurrent_reload_requests_each_get_a_reload(hosts):
         except (OSError, ValueError, AssertionError) as e:
             results.append(e)
 
-    threads = [threading.Thread(target=one, args=(i % 2 == 0,)) for i in range(10)]
+    # Eight callers: one per thread of the host's admin pool, so none queues behind another.
+    threads = [threading.Thread(target=one, args=(i % 2 == 0,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
-    assert [getattr(r, "status", r) for r in results] == [200] * 10, results
+    assert [getattr(r, "status", r) for r in results] == [200] * 8, results
     st = status(h)
-    # Every caller saw a reload that started after its call, and the ten were coalesced: the slow
-    # one, one for those that waited during it, at most one more for callers queued behind them.
+    # Every caller saw a reload that started after its call, and the eight were coalesced: the
+    # slow one, one for all that waited during it (a third if one arrived after that one began).
     assert 1 <= st["reloads"]["ok"] - n <= 3 and st["reloads"]["failed"] == 0, st
     assert fetched_message(h, user) == FETCHED
 
