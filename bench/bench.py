@@ -603,11 +603,11 @@ def scenario_storm(args, host, lh_get, tmp):
 
 
 def scenario_reload(args, host, lh_get):
-    """GET /users/{id} under load while POST /admin/reload runs every second, against the same
-    load without reloads: (a) the scripts changed each time (a full reload: snapshot, policy
+    """GET /users/{id} under load while POST /admin/reload runs again 1 s after each answer,
+    against the same load without reloads: (a) the scripts changed each time (a full reload: snapshot, policy
     tests, the on_start hooks of a new generation, a state per worker, commit); (b) the same
     tree each time (a SIGHUP, a rotated secret: everything but the hooks)."""
-    log("5. reload under load: GET /users/{id} with a reload every second vs without")
+    log("5. reload under load: GET /users/{id} with a reload 1 s after the last vs without")
     durations = {True: [], False: []}
     rejected = []
     marked = os.path.join(host.scripts, "routes", "auth.lua")
@@ -650,9 +650,10 @@ def scenario_reload(args, host, lh_get):
         raise RuntimeError(f"a reload was rejected during the benchmark: {rejected[0]}")
     rb = runs["none"]
     for key, label, changed in (("changed", "5a. reload under load: `GET /users/{id}`, the "
-                                 "scripts changed and reloaded every second", True),
+                                 "scripts changed and reloaded, again 1 s after each reload answered",
+                                 True),
                                 ("same", "5b. reload under load: `GET /users/{id}`, the same "
-                                 "tree reloaded every second", False)):
+                                 "tree reloaded, again 1 s after each reload answered", False)):
         ra = runs[key]
         d = durations[changed]
         row(label, "failed requests", sum(r["failed"] for r in ra), "the same, no reloads",

@@ -2,8 +2,9 @@
  *
  * One request at a time: the parser pauses after each message, the request is routed and run,
  * its response written, and only then are the next pipelined bytes parsed, so answers always come
- * in order. While a request waits on a job the connection stops reading: bytes the client
- * pipelines meanwhile stay in the kernel (backpressure) instead of in our memory.
+ * in order. While a request runs the connection goes on reading, into its pending bytes, up to
+ * LH_PENDING_WHILE_BUSY: past that it stops and what the client pipelines stays in the kernel
+ * (backpressure) until the response is out.
  * Timeouts: idle (between requests), header (from the first byte of a request, not re-armed per
  * read, so a slow drip of bytes cannot hold a connection: slowloris) and body (from the end of
  * the header block).
