@@ -608,8 +608,8 @@ def test_a_second_stop_signal_later_exits_at_once_with_status_1(start_host, seco
     def slow():
         try:
             h.get("/sleep/20000", timeout=30)
-        except OSError:
-            pass  # the host exited under it: the point of the test
+        except (OSError, AssertionError):
+            pass  # the host exited under it (no answer): the point of the test
 
     t = threading.Thread(target=slow, daemon=True)
     t.start()

@@ -142,7 +142,13 @@ def test_every_family_is_there_and_promtool_passes(host):
         assert value(samples, "luahost_pool_jobs_queued", pool=pool) is not None
     assert value(samples, "luahost_reloads_total", result="ok") == 0
     assert value(samples, "luahost_reloads_total", result="failed") == 0
-    gen = host.get("/readyz").json()["response_data"]["generation"]
+    # /readyz names the generation once the database answered the readiness ping (a loaded
+    # machine may scrape before that)
+    deadline = time.time() + 20 * timing_factor()
+    while (r := host.get("/readyz")).status != 200 and time.time() < deadline:
+        time.sleep(0.05)
+    assert r.status == 200, r
+    gen = r.json()["response_data"]["generation"]
     assert value(samples, "luahost_generation_info", generation=gen, id=gen) == 1
     build = [dict(l) for (n, l) in samples if n == "luahost_build_info"]
     assert len(build) == 1 and re.fullmatch(r"\d+\.\d+\.\d+", build[0]["version"]), build
