@@ -197,9 +197,19 @@ local function bump(id, inc, exp)
   return dblock.with(attempts(), id, function() return upsert(id, inc, exp) end)
 end
 
+-- A lock_timeout is contention, not an outage: the count is tried again (up to three more waits
+-- for the lock), since a failure that is never counted loosens the limit for everyone (fifty
+-- concurrent guesses on a loaded FerretDB checked 35 passwords against a user limit of 20).
+local BUMP_TRIES = 4
+M.BUMP_TRIES = BUMP_TRIES
+
 local function each_bump(ids, inc, exp, what)
   for _, id in ipairs(ids) do
-    local doc, err = bump(id, inc, exp)
+    local doc, err
+    for _ = 1, BUMP_TRIES do
+      doc, err = bump(id, inc, exp)
+      if doc or err ~= "lock_timeout" then break end
+    end
     if not doc then log.warn(what .. " failed: " .. tostring(err)) end
   end
 end
