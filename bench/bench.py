@@ -167,7 +167,7 @@ class Luahost:
     """luahost from the release build. Ready is /readyz (the database answers) for the user
     service, /healthz (listening, scripts loaded) for the database-free benchmark scripts."""
 
-    def __init__(self, scripts, env=None, workers=1, ready="/readyz"):
+    def __init__(self, scripts, env=None, workers=1, ready="/readyz", binary=BINARY):
         self.port = free_port()
         self.admin_port = free_port()
         e = {k: v for k, v in os.environ.items() if not k.startswith("LUAHOST_")}
@@ -178,7 +178,7 @@ class Luahost:
                   "LUAHOST_CONFIG": os.path.join(ROOT, "tests", "fixtures", "empty.conf")})
         e.update(env or {})
         t0 = self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([BINARY], env=e, cwd=ROOT, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([binary], env=e, cwd=ROOT, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         try:
             wait_ready(self.url(ready), proc=self.proc)

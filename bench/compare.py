@@ -6,45 +6,22 @@ run and the medians' ratios (this tree / other): req/s and CPU per request of th
 reference server in between."""
 import argparse
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench import BINARY, ROOT, cpu_seconds, free_port, wait_ready  # noqa: E402
-
-
-def start(binary):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LUAHOST_")}
-    env.update(LUAHOST_LISTEN=f"127.0.0.1:{port}", LUAHOST_WORKERS="1", LUAHOST_ADMIN_LISTEN="off",
-               LUAHOST_SCRIPTS=os.path.join(ROOT, "bench", "scripts"), LUAHOST_ACCESS_LOG="0",
-               LUAHOST_LOG_LEVEL="warn", LUAHOST_JWT_SECRET="c" * 40,
-               LUAHOST_CONFIG=os.path.join(ROOT, "tests", "fixtures", "empty.conf"))
-    p = subprocess.Popen([binary], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url + "/healthz", proc=p)
-    return p, url + "/echo?id=4711"
+from bench import BINARY, ROOT, Luahost, measure  # noqa: E402
 
 
 def one(binary, duration, connections):
-    p, url = start(binary)
+    """One run of scenario 1's route on binary: (req/s, CPU µs per request)."""
+    h = Luahost(os.path.join(ROOT, "bench", "scripts"), ready="/healthz", binary=binary)
     try:
-        subprocess.run(["wrk", "-t1", f"-c{connections}", "-d1s", url], capture_output=True)
-        c0 = cpu_seconds([p.pid])
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", url],
-                             capture_output=True, text=True).stdout
-        c1 = cpu_seconds([p.pid])
+        r = measure(h.url("/echo?id=4711"), h.pids, duration, connections)
     finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait(20)
-    n = int(re.search(r"(\d+) requests in", out).group(1))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return rps, (c1 - c0) / n * 1e6
+        h.stop()
+    return r["rps"], r["cpu_us"]
 
 
 def main():

@@ -32,6 +32,13 @@ void lh_candidate_cancel(lh_candidate_cancel_t *c) {
   uv_mutex_unlock(&c->mu);
 }
 
+int lh_candidate_cancelled(lh_candidate_cancel_t *c) {
+  uv_mutex_lock(&c->mu);
+  int cancelled = c->cancelled;
+  uv_mutex_unlock(&c->mu);
+  return cancelled;
+}
+
 /* What stops a validation: a cancel from another thread, or the deadline. */
 typedef struct {
   uv_async_t async;

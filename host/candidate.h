@@ -30,7 +30,8 @@ typedef struct {
 } lh_candidate_cancel_t;
 void lh_candidate_cancel_init(lh_candidate_cancel_t *c);
 void lh_candidate_cancel_destroy(lh_candidate_cancel_t *c);
-void lh_candidate_cancel(lh_candidate_cancel_t *c); /* any thread */
+void lh_candidate_cancel(lh_candidate_cancel_t *c);   /* any thread */
+int lh_candidate_cancelled(lh_candidate_cancel_t *c); /* 1 once lh_candidate_cancel ran */
 
 /* A validation that takes longer (an on_start hook waiting for ever) is stopped the same way and
  * rejected: "timed out after N s". */

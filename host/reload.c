@@ -228,10 +228,7 @@ static int take_start_hooks(lh_reloader_t *r) {
       atomic_store(&srv->hooks_busy, 0); /* worker 0's attempt succeeded just before */
       return 0;
     }
-    uv_mutex_lock(&r->cancel.mu);
-    int cancelled = r->cancel.cancelled;
-    uv_mutex_unlock(&r->cancel.mu);
-    if (cancelled)
+    if (lh_candidate_cancelled(&r->cancel))
       return 0; /* the validation that follows is rejected at once */
     uv_sleep(10);
   }
@@ -287,10 +284,6 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
         owner || strcmp(set.generation, live_id) != 0 || strcmp(cfg->app_json, live->app_json) != 0;
     lh_candidate_stage_t stage =
         lh_candidate_validate(cfg, &set, hooks, &r->cancel, why, sizeof(why));
-    if (stage != LH_CANDIDATE_OK && owner) {
-      atomic_store(&srv->hooks_busy, 0);
-      owner = 0;
-    }
     if (stage != LH_CANDIDATE_OK) {
       snprintf(err, errlen, "%s%s", what[stage], why);
       rc = LH_EINVAL;
@@ -312,7 +305,7 @@ static int reload_once(lh_reloader_t *r, char *generation, char *err, size_t err
     if (rc != 0)
       snprintf(err, errlen, "committing: out of memory");
   }
-  if (owner) /* after the commit marked the host started, or the candidate's failure */
+  if (owner) /* after the commit marked the host started, or after any failure */
     atomic_store(&srv->hooks_busy, 0);
   if (rc == 0) {
     /* Live in every worker: what is process-wide follows. */
@@ -468,17 +461,22 @@ static void reload_thread(void *arg) {
   uv_run(&r->loop, UV_RUN_DEFAULT);
 }
 
-/* Undoes lh_reloader_start once the loop is initialised (the thread never ran). */
-static void discard(lh_reloader_t *r) {
-  lh_watch_stop(r->watch);
-  uv_walk(&r->loop, close_walk, NULL);
-  uv_run(&r->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&r->loop);
+/* Undoes lh_reloader_start (the thread never ran): discard_state before the loop was
+ * initialised, discard after. */
+static void discard_state(lh_reloader_t *r) {
   lh_gen_unref(r->live);
   lh_candidate_cancel_destroy(&r->cancel);
   uv_cond_destroy(&r->cond);
   uv_mutex_destroy(&r->mu);
   free(r);
+}
+
+static void discard(lh_reloader_t *r) {
+  lh_watch_stop(r->watch);
+  uv_walk(&r->loop, close_walk, NULL);
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&r->loop);
+  discard_state(r);
 }
 
 int lh_reloader_start(lh_reloader_t **out, lh_server_t *srv, const char *config_path,
@@ -502,11 +500,7 @@ int lh_reloader_start(lh_reloader_t **out, lh_server_t *srv, const char *config_
   int rc = uv_loop_init(&r->loop);
   if (rc != 0) {
     snprintf(err, errlen, "the reload thread's loop: %s", uv_strerror(rc));
-    lh_gen_unref(r->live);
-    lh_candidate_cancel_destroy(&r->cancel);
-    uv_cond_destroy(&r->cond);
-    uv_mutex_destroy(&r->mu);
-    free(r);
+    discard_state(r);
     return LH_EIO;
   }
   r->kick.data = r->stop.data = r;

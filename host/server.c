@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 #include <sys/socket.h>
@@ -658,22 +657,17 @@ static void stop_workers(lh_server_t *srv) {
     uv_async_send(&srv->workers[i].wakeup);
 }
 
-/* The first stop signal's time (mono_ms): read by late_signal. */
+/* The first stop signal's time (lh_now_ns: clock_gettime, async-signal-safe): read by
+ * late_signal. */
 static volatile sig_atomic_t g_stop_signalled;
-static uint64_t g_first_signal_ms;
-
-static uint64_t mono_ms(void) { /* async-signal-safe */
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static unsigned long long g_first_signal_ns;
 
 /* A stop signal once the main loop is gone (the workers finish their requests): as on_signal,
  * one within a second of the first is the same request to stop, a later one means "now". Only
  * async-signal-safe calls: no log line (on_signal logs while the loop runs). */
 static void late_signal(int signum) {
   (void)signum;
-  if (g_stop_signalled && mono_ms() - g_first_signal_ms < 1000)
+  if (g_stop_signalled && lh_now_ns() - g_first_signal_ns < 1000000000ULL)
     return;
   _exit(1);
 }
@@ -715,7 +709,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     _exit(1);
   }
   m->first_signal = now;
-  g_first_signal_ms = mono_ms();
+  g_first_signal_ns = lh_now_ns();
   g_stop_signalled = 1;
   atomic_store(&m->srv->draining, 1);
   /* No generation may change while the workers stop: a reload in progress finishes first. Then

@@ -299,15 +299,21 @@ static void test_timeouts(void) {
   LH_CHECK_INT(atomic_load(&g_srv.connections), 0);
 }
 
+/* Sends GET /sleep/50 on fd and runs the loop until its handler is suspended in core.sleep. */
+static void sleep_50(int fd) {
+  send_all(fd, "GET /sleep/50 HTTP/1.1\r\nHost: t\r\n\r\n");
+  lh_got_t g = collect(fd, 0, 20);
+  free(g.data);
+  LH_CHECK_INT(lh_vm_busy(g_w.vm), 1);
+}
+
 /* Reading goes on while a handler runs: a request pipelined meanwhile, then the end of input
  * (a half-close), are kept and served after the running one, in order; past
  * LH_PENDING_WHILE_BUSY the rest waits in the socket and is read once the response is out. */
 static void test_reads_ahead_while_handling(void) {
   int fd = client();
-  send_all(fd, "GET /sleep/50 HTTP/1.1\r\nHost: t\r\n\r\n");
-  lh_got_t g = collect(fd, 0, 20);
-  free(g.data);
-  LH_CHECK_INT(lh_vm_busy(g_w.vm), 1);
+  sleep_50(fd);
+  lh_got_t g;
   send_all(fd, "GET /now?2 HTTP/1.1\r\nHost: t\r\n\r\n");
   shutdown(fd, SHUT_WR);
   g = collect(fd, 2, 3000);
@@ -326,9 +332,7 @@ static void test_reads_ahead_while_handling(void) {
   g_cfg.idle_timeout_ms = 10000;
   g_w.limits.max_body_bytes = 1u << 20;
   fd = client();
-  send_all(fd, "GET /sleep/50 HTTP/1.1\r\nHost: t\r\n\r\n");
-  g = collect(fd, 0, 20);
-  free(g.data);
+  sleep_50(fd);
   enum { N = 200000 };
   char *req = malloc(N + 128);
   int head = snprintf(req, 128,
@@ -360,10 +364,8 @@ static void test_close_while_handling(void) {
   /* The client hangs up while its handler is suspended: reading sees the end and stops; the
    * host's response finds the connection gone, and it goes away after the handler ends. */
   int fd = client();
-  send_all(fd, "GET /sleep/50 HTTP/1.1\r\nHost: t\r\n\r\n");
-  lh_got_t g = collect(fd, 0, 20);
-  free(g.data);
-  LH_CHECK_INT(lh_vm_busy(g_w.vm), 1);
+  sleep_50(fd);
+  lh_got_t g;
   close(fd);
   drain();
   LH_CHECK_INT(atomic_load(&g_srv.connections), 0);

@@ -251,5 +251,15 @@ def host(start_host):
     return start_host("runtime")
 
 
+def wait_log(h, text, timeout=15):
+    """Waits until the host's log holds text."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in h.logs():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"never logged {text!r}:\n{h.logs()}")
+
+
 def timing_factor():
     return 5.0 if SANITIZED else 1.0

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, FIXTURES, ROOT, parse_all, parse_one, raw, read_until_close
+from conftest import BINARY, FIXTURES, ROOT, parse_all, parse_one, raw, read_until_close, wait_log
 
 
 def assert_envelope_error(r, status, code):
@@ -573,13 +573,6 @@ def test_ctrl_c_and_a_forwarded_sigterm_are_one_graceful_stop(start_host):
     assert h.proc.wait(10) == 0
     logs = h.logs()
     assert "luahost stopped" in logs and "exiting now" not in logs
-
-
-def wait_log(h, text, timeout=10):
-    deadline = time.time() + timeout
-    while text not in h.logs():
-        assert time.time() < deadline, f"no {text!r} in the log:\n{h.logs()[-2000:]}"
-        time.sleep(0.02)
 
 
 def test_one_stop_for_ctrl_c_and_a_forwarded_sigterm_while_requests_finish(start_host):

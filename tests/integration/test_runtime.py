@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import BINARY, FIXTURES, ROOT, parse_one, raw, read_until_close, timing_factor
+from conftest import (BINARY, FIXTURES, ROOT, parse_one, raw, read_until_close, timing_factor,
+                      wait_log)
 
 
 def env_for_check(scripts):
@@ -304,16 +305,6 @@ def test_100_concurrent_sleeps_finish_together(start_host):
 def p99(xs):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
-
-
-def wait_log(h, text, timeout=15):
-    """Waits until the host's log holds text."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if text in h.logs():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never logged {text!r}:\n{h.logs()}")
 
 
 def wait_open_connections(h, n, timeout=15):
